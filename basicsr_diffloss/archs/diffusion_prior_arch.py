@@ -1,0 +1,142 @@
+"""A frozen diffusion UNet and its noise schedule, used as a judge of images during training."""
+import os
+from os import path as osp
+
+import torch
+from basicsr.utils.registry import ARCH_REGISTRY
+from diffusers import DDPMScheduler, UNet2DModel
+from torch import nn
+
+# The trainable UNet of DiffusionPriorModel: ``network_g: {type: UNet2DModel, ...}`` builds it from YAML.
+ARCH_REGISTRY.register(UNet2DModel)
+
+PREDICTION_TYPES = {'eps': 'epsilon', 'epsilon': 'epsilon', 'v': 'v_prediction', 'v_prediction': 'v_prediction',
+                    'sample': 'sample', 'x0': 'sample'}
+
+
+def _prior_folders(pretrained):
+    """The UNet folder and the folder that may hold ``scheduler_config.json``, for a diffusers folder or pipeline."""
+    if not osp.isdir(pretrained):
+        raise FileNotFoundError(f"DiffusionPrior option 'pretrained': '{pretrained}' is not a folder. "
+                                'Give a local diffusers UNet folder (config.json + diffusion_pytorch_model.safetensors) '
+                                'or a diffusers pipeline folder with a unet/ subfolder.')
+    if osp.isfile(osp.join(pretrained, 'unet', 'config.json')):  # pipeline layout, e.g. google/ddpm-*-256
+        return osp.join(pretrained, 'unet'), osp.join(pretrained, 'scheduler')
+    if not osp.isfile(osp.join(pretrained, 'config.json')):
+        raise FileNotFoundError(f"DiffusionPrior option 'pretrained': '{pretrained}' has no config.json "
+                                f"(found: {sorted(os.listdir(pretrained))[:10]}). Point it at the folder written by "
+                                "UNet2DModel.save_pretrained, or at a pipeline folder holding unet/config.json.")
+    return pretrained, pretrained
+
+
+def load_unet_strict(folder):
+    """Load a diffusers UNet2DModel from a local folder; any missing, unexpected or mismatched key is an error."""
+    try:
+        unet, info = UNet2DModel.from_pretrained(
+            folder, output_loading_info=True, local_files_only=True, low_cpu_mem_usage=False)
+    except (OSError, RuntimeError, ValueError) as error:
+        raise ValueError(f"DiffusionPrior option 'pretrained': cannot load the UNet in '{folder}': {error}") from error
+    problems = {kind: keys for kind, keys in info.items() if keys}
+    if problems:
+        raise ValueError(f"DiffusionPrior option 'pretrained': the weights in '{folder}' do not match its config.json: "
+                         f'{problems}. Use the config.json that was saved with these weights.')
+    return unet
+
+
+@ARCH_REGISTRY.register()
+class DiffusionPrior(nn.Module):
+    """A frozen diffusers ``UNet2DModel`` with its DDPM noise schedule.
+
+    It always stays in eval mode with ``requires_grad=False`` on every parameter; gradients still flow through it
+    into its input. It lives inside the loss, so it is never saved in a restorer's checkpoint or wrapped in DDP.
+
+    Args:
+        pretrained (str | None): a local diffusers UNet folder (``config.json`` + weights, loaded strictly) or a
+            pipeline folder with ``unet/`` (and ``scheduler/``) subfolders. A ``scheduler_config.json`` found beside
+            the UNet sets the schedule and the prediction type unless the options below override them.
+        unet (dict | None): inline ``UNet2DModel`` keyword arguments, for tests and for priors trained from scratch
+            (random weights). Exactly one of ``pretrained`` and ``unet`` is given.
+        prediction_type (str | None): what the UNet predicts: ``eps`` (``epsilon``), ``v`` (``v_prediction``) or
+            ``sample`` (``x0``). Default: the scheduler config's, else ``eps``. The output is always converted to eps.
+        num_train_timesteps (int | None): schedule length. Default: scheduler config's, else 1000.
+        beta_schedule (str | None): diffusers beta schedule name. Default: scheduler config's, else ``linear``.
+        beta_start (float | None): first beta. Default: scheduler config's, else 1e-4.
+        beta_end (float | None): last beta. Default: scheduler config's, else 0.02.
+
+    ``forward(x_t, t)`` takes noised images in [-1, 1] and integer timesteps and returns ``(eps, h)``: the predicted
+    noise (the first 3 of 6 channels for a learned-sigma UNet) and the middle block's output (the "h-space").
+    """
+
+    def __init__(self, pretrained=None, unet=None, prediction_type=None, num_train_timesteps=None,
+                 beta_schedule=None, beta_start=None, beta_end=None):
+        super().__init__()
+        if (pretrained is None) == (unet is None):
+            raise ValueError("DiffusionPrior needs exactly one of 'pretrained' (a local diffusers UNet folder) and "
+                             "'unet' (an inline UNet2DModel config).")
+        schedule = {}
+        if pretrained is not None:
+            unet_folder, scheduler_folder = _prior_folders(str(pretrained))
+            self.unet = load_unet_strict(unet_folder)
+            if osp.isfile(osp.join(scheduler_folder, 'scheduler_config.json')):
+                schedule = dict(DDPMScheduler.load_config(scheduler_folder))
+        else:
+            self.unet = UNet2DModel(**unet)
+        overrides = dict(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule, beta_start=beta_start,
+                         beta_end=beta_end, prediction_type=prediction_type)
+        schedule.update({key: value for key, value in overrides.items() if value is not None})
+        schedule.setdefault('prediction_type', 'epsilon')
+        if schedule['prediction_type'] not in PREDICTION_TYPES:
+            raise ValueError(f"DiffusionPrior option 'prediction_type': '{schedule['prediction_type']}' is not one of "
+                             f'{sorted(PREDICTION_TYPES)}.')
+        schedule['prediction_type'] = PREDICTION_TYPES[schedule['prediction_type']]
+        self.scheduler = DDPMScheduler.from_config(schedule)
+        self.prediction_type = self.scheduler.config.prediction_type
+        self.num_train_timesteps = self.scheduler.config.num_train_timesteps
+        self.register_buffer('alphas_cumprod', self.scheduler.alphas_cumprod.clone().float(), persistent=False)
+
+        config = self.unet.config
+        self.in_channels = config.in_channels
+        if config.out_channels not in (config.in_channels, 2 * config.in_channels):
+            raise ValueError(f'DiffusionPrior: a UNet with {config.in_channels} input channels must have as many '
+                             f'output channels (or twice as many, learned sigma), not {config.out_channels}.')
+        self.learned_sigma = config.out_channels == 2 * config.in_channels
+        self.size_factor = 2**(len(config.block_out_channels) - 1)
+
+        self._h = None
+        self.unet.mid_block.register_forward_hook(self._keep_mid_block_output)
+        self.requires_grad_(False)
+        super().train(False)
+
+    def _keep_mid_block_output(self, module, inputs, output):
+        self._h = output
+
+    def train(self, mode=True):
+        """The prior is frozen: it stays in eval mode whatever the caller asks."""
+        return self
+
+    def abar(self, t):
+        """``alphas_cumprod[t]`` shaped (B, 1, 1, 1), in float32."""
+        return self.alphas_cumprod[t].view(-1, 1, 1, 1)
+
+    def add_noise(self, x0, noise, t):
+        """Forward diffusion ``sqrt(abar_t) x0 + sqrt(1 - abar_t) noise``, computed in float32."""
+        abar = self.abar(t)
+        return abar.sqrt() * x0.float() + (1 - abar).sqrt() * noise.float()
+
+    def to_eps(self, output, x_t, t):
+        """Convert the UNet's output of this prior's prediction type to predicted noise."""
+        if self.prediction_type == 'epsilon':
+            return output
+        abar = self.abar(t)
+        if self.prediction_type == 'v_prediction':
+            return abar.sqrt() * output + (1 - abar).sqrt() * x_t
+        return (x_t - abar.sqrt() * output) / (1 - abar).sqrt()  # 'sample'
+
+    def forward(self, x_t, t):
+        if x_t.shape[1] != self.in_channels:
+            raise ValueError(f'DiffusionPrior expects {self.in_channels}-channel images, got shape {tuple(x_t.shape)}.')
+        output = self.unet(x_t, t).sample
+        if self.learned_sigma:
+            output = output[:, :self.in_channels]
+        h, self._h = self._h, None
+        return self.to_eps(output, x_t, t), h

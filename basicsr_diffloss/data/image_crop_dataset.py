@@ -1,0 +1,78 @@
+"""Clean image crops from one or more folders, e.g. to train a diffusion prior."""
+import random
+
+import cv2
+import numpy as np
+from basicsr.data.transforms import augment
+from basicsr.utils import FileClient, imfrombytes, img2tensor, scandir
+from basicsr.utils.registry import DATASET_REGISTRY
+from torch.utils import data
+
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+
+
+@DATASET_REGISTRY.register()
+class ImageCropDataset(data.Dataset):
+    """Square crops of clean images, returned as ``{'gt': CHW RGB float tensor in [0, 1], 'gt_path': str}``.
+
+    Options:
+        dataroot_gt (str | list[str]): folder(s) of images, searched recursively.
+        gt_size (int): side of the square crop.
+        scale_range (list[float]): in the train phase, each image is first resized by a factor drawn uniformly from
+            this range (multi-scale crops; the factor is raised where needed so the crop fits). Default: [1, 1].
+        use_hflip (bool), use_rot (bool): random flips and 90-degree rotations in the train phase. Default: True.
+        phase: ``train`` takes random crops; any other phase takes the centre crop at scale 1.
+        io_backend (dict): BasicSR file client options. Default: ``{type: disk}``.
+        cache_images (bool): keep decoded images in memory (for small sets read many times). Default: False.
+    """
+
+    def __init__(self, opt):
+        super().__init__()
+        self.opt = opt
+        roots = opt['dataroot_gt'] if isinstance(opt['dataroot_gt'], (list, tuple)) else [opt['dataroot_gt']]
+        self.paths = sorted(
+            path for root in roots for path in scandir(root, suffix=IMAGE_SUFFIXES, recursive=True, full_path=True))
+        if not self.paths:
+            raise FileNotFoundError(f"ImageCropDataset option 'dataroot_gt': no images in {roots}.")
+        self.gt_size = int(opt['gt_size'])
+        self.scale_range = [float(v) for v in opt.get('scale_range', (1, 1))]
+        self.train = opt.get('phase') == 'train'
+        self.io_backend_opt = dict(opt.get('io_backend', {'type': 'disk'}))
+        self.file_client = None
+        self.cache = {} if opt.get('cache_images', False) else None
+
+    def __len__(self):
+        return len(self.paths)
+
+    def _read(self, path):
+        if self.cache is not None and path in self.cache:
+            return self.cache[path]
+        if self.file_client is None:
+            self.file_client = FileClient(self.io_backend_opt.pop('type'), **self.io_backend_opt)
+        image = imfrombytes(self.file_client.get(path, 'gt'), float32=True)
+        if self.cache is not None:
+            self.cache[path] = image
+        return image
+
+    def __getitem__(self, index):
+        path = self.paths[index]
+        image = self._read(path)
+        height, width = image.shape[:2]
+        smallest_scale = self.gt_size / min(height, width)
+        if self.train:
+            scale = max(random.uniform(*self.scale_range), smallest_scale)
+            if scale != 1:
+                image = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
+                                   if scale < 1 else cv2.INTER_CUBIC)
+            height, width = image.shape[:2]
+            top, left = random.randint(0, height - self.gt_size), random.randint(0, width - self.gt_size)
+        else:
+            if smallest_scale > 1:
+                raise ValueError(f"ImageCropDataset option 'gt_size': {self.gt_size} is larger than {path} "
+                                 f'({width}x{height}).')
+            top, left = (height - self.gt_size) // 2, (width - self.gt_size) // 2
+        crop = image[top:top + self.gt_size, left:left + self.gt_size]
+        if self.train:
+            crop = augment(crop, self.opt.get('use_hflip', True), self.opt.get('use_rot', True))
+        crop = np.clip(crop, 0, 1)
+        return {'gt': img2tensor(crop, bgr2rgb=True, float32=True), 'gt_path': path}

@@ -1,0 +1,8 @@
+"""Models registered in BasicSR's MODEL_REGISTRY on import."""
+from .diffloss_model import DiffLossESRGANModel, DiffLossSRModel, DiffusionConstraintMixin, PixelAndDiffusionLoss
+from .diffusion_prior_model import DiffusionPriorModel
+
+__all__ = [
+    'DiffLossESRGANModel', 'DiffLossSRModel', 'DiffusionConstraintMixin', 'DiffusionPriorModel',
+    'PixelAndDiffusionLoss'
+]

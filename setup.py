@@ -1,0 +1,25 @@
+from setuptools import find_packages, setup
+
+setup(
+    name='basicsr-diffloss',
+    version='0.1.0',
+    description='DiffLoss: a frozen diffusion prior as a training constraint for BasicSR restoration networks',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    packages=find_packages(include=['basicsr_diffloss', 'basicsr_diffloss.*']),
+    include_package_data=True,
+    python_requires='>=3.10,<3.13',
+    install_requires=[
+        'basicsr==1.4.2',
+        'torch>=2.1',
+        'torchvision>=0.16',
+        'diffusers>=0.32',
+        'safetensors',
+        'opencv-python',
+        'lmdb',
+        'pyyaml',
+        'scikit-image',
+    ],
+    extras_require={'test': ['pytest', 'hypothesis']},
+)

@@ -1,0 +1,90 @@
+"""Shared fixtures: tiny priors, tiny restorers and tiny datasets laid out like the demo's."""
+import os
+import subprocess
+import sys
+from os import path as osp
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import basicsr_diffloss  # noqa: F401  (repairs basicsr and registers everything)
+from basicsr_diffloss.archs import DiffusionPrior
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+# Two levels (size factor 2), attention in the lower one: small enough for CPU tests, the same block types as
+# real priors.
+TINY_UNET = dict(sample_size=16, in_channels=3, out_channels=3, block_out_channels=[8, 16], layers_per_block=1,
+                 down_block_types=['DownBlock2D', 'AttnDownBlock2D'], up_block_types=['AttnUpBlock2D', 'UpBlock2D'],
+                 norm_num_groups=4, attention_head_dim=8)
+
+
+@pytest.fixture
+def tiny_unet_config():
+    return dict(TINY_UNET)
+
+
+@pytest.fixture
+def tiny_prior():
+    torch.manual_seed(0)
+    return DiffusionPrior(unet=dict(TINY_UNET))
+
+
+@pytest.fixture
+def tiny_prior_folder(tmp_path):
+    """A diffusers folder (config.json + safetensors) holding a random tiny prior."""
+    torch.manual_seed(0)
+    folder = tmp_path / 'tiny_prior'
+    DiffusionPrior(unet=dict(TINY_UNET)).unet.save_pretrained(folder)
+    return folder
+
+
+def smooth_image(rng, height, width):
+    """A random smooth colour image (uint8 RGB): a few blurred blobs, like a tiny photo."""
+    image = rng.random((height // 8 + 1, width // 8 + 1, 3)).astype(np.float32)
+    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_CUBIC)
+    return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+
+
+def write_paired_split(root, split, count, size, scale=4, seed=0):
+    """``root/split/gt`` and ``root/split/lq_x{scale}`` PNGs, laid out like datasets/demo."""
+    rng = np.random.default_rng(seed)
+    for kind in ('gt', f'lq_x{scale}'):
+        os.makedirs(osp.join(root, split, kind), exist_ok=True)
+    for index in range(count):
+        gt = smooth_image(rng, size, size)
+        lq = cv2.resize(gt, (size // scale, size // scale), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(osp.join(root, split, 'gt', f'img{index}.png'), gt)
+        cv2.imwrite(osp.join(root, split, f'lq_x{scale}', f'img{index}.png'), lq)
+
+
+@pytest.fixture
+def tiny_demo_data(tmp_path):
+    """A tiny dataset in the demo layout: 3 train pairs (64 px GT) and 1 val pair (256 px GT, enough for NIQE)."""
+    root = tmp_path / 'datasets' / 'demo'
+    write_paired_split(root, 'train', count=3, size=64, seed=0)
+    write_paired_split(root, 'val', count=1, size=256, seed=1)
+    return root
+
+
+def load_options(relative_path):
+    with open(osp.join(REPO, relative_path)) as f:
+        return yaml.safe_load(f)
+
+
+def write_options(opt, path):
+    with open(path, 'w') as f:
+        yaml.safe_dump(opt, f, sort_keys=False)
+    return str(path)
+
+
+def run_module(module, *args, cwd):
+    """Run ``python -m module args`` in ``cwd``; fail the test with its output if it fails."""
+    result = subprocess.run([sys.executable, '-m', module, *args], cwd=cwd, capture_output=True, text=True,
+                            timeout=600)
+    if result.returncode != 0:
+        pytest.fail(f'{module} {" ".join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}')
+    return result.stdout + result.stderr

@@ -1,0 +1,94 @@
+"""The option files really train and test through BasicSR's pipelines; checkpoints hold the restorer alone."""
+import glob
+import re
+from os import path as osp
+
+import pytest
+import torch
+
+from basicsr.archs import build_network
+from basicsr_diffloss.archs import DiffusionPrior
+from conftest import TINY_UNET, load_options, run_module, write_options, write_paired_split
+
+TINY_EDSR = dict(num_feat=8, num_block=1)
+
+
+def shrink_restorer_options(opt):
+    opt['network_g'].update(TINY_EDSR)
+    return opt
+
+
+@pytest.fixture(scope='module')
+def trained_demo(tmp_path_factory):
+    """The demo's L1 + DiffLoss option file, trained 2 iterations on tiny demo-layout data with a tiny prior."""
+    root = tmp_path_factory.mktemp('demo_run')
+    write_paired_split(root / 'datasets' / 'demo', 'train', count=3, size=64, seed=0)
+    write_paired_split(root / 'datasets' / 'demo', 'val', count=1, size=256, seed=1)
+    torch.manual_seed(0)
+    DiffusionPrior(unet=dict(TINY_UNET)).unet.save_pretrained(root / 'prior')
+
+    opt = shrink_restorer_options(load_options('options/train/demo/train_EDSR_x4_demo_diffloss.yml'))
+    opt['datasets']['train'].update(gt_size=32, batch_size_per_gpu=2)
+    opt['train']['total_iter'] = 2
+    opt['train']['diffusion_opt']['prior']['pretrained'] = str(root / 'prior')
+    opt['train']['diffusion_opt']['crop_size'] = 16
+    opt['val']['val_freq'] = 2
+    opt['logger'].update(print_freq=1, save_checkpoint_freq=2)
+    option_file = write_options(opt, root / 'train.yml')
+    output = run_module('basicsr_diffloss.train', '-opt', option_file, cwd=root)
+    return root, opt, option_file, output
+
+
+def test_option_file_trains_and_logs_each_term(trained_demo):
+    root, opt, _, _ = trained_demo
+    log = open(glob.glob(str(root / 'experiments' / opt['name'] / 'train_*.log'))[0]).read()
+    for name in ('l_pix:', 'l_diff_eps:', 'l_diff_h:', '# psnr:', '# ssim:', '# niqe:'):
+        assert name in log
+
+
+def test_checkpoint_holds_the_restorer_alone_and_loads_strictly(trained_demo):
+    root, opt, _, _ = trained_demo
+    models = root / 'experiments' / opt['name'] / 'models'
+    restorer = build_network(dict(opt['network_g']))
+    for checkpoint in ('net_g_2.pth', 'net_g_latest.pth'):
+        params = torch.load(models / checkpoint, map_location='cpu')['params']
+        assert set(params) == set(restorer.state_dict())
+        restorer.load_state_dict(params, strict=True)
+    state = torch.load(root / 'experiments' / opt['name'] / 'training_states' / '2.state', weights_only=False)
+    optimizer_params = state['optimizers'][0]['param_groups'][0]['params']
+    assert len(optimizer_params) == len(list(restorer.parameters()))
+
+
+def test_test_pipeline_runs_on_the_checkpoint(trained_demo):
+    root, train_opt, _, _ = trained_demo
+    opt = shrink_restorer_options(load_options('options/test/demo/test_EDSR_x4_demo.yml'))
+    opt['path']['pretrain_network_g'] = str(root / 'experiments' / train_opt['name'] / 'models' / 'net_g_latest.pth')
+    output = run_module('basicsr_diffloss.test', '-opt', write_options(opt, root / 'test.yml'), cwd=root)
+    assert '# psnr:' in output and '# niqe:' in output
+    assert osp.isfile(root / 'results' / opt['name'] / 'visualization' / 'demo_val' / f'img0_{opt["name"]}.png')
+
+
+def test_auto_resume_continues_on_a_cpu_machine(trained_demo):
+    root, opt, option_file, _ = trained_demo
+    output = run_module('basicsr_diffloss.train', '-opt', option_file, '--auto_resume', '--force_yml',
+                        'train:total_iter=4', 'logger:save_checkpoint_freq=4', cwd=root)
+    assert re.search(r'Resuming training from epoch: \d+, iter: 2\.', output)
+    assert osp.isfile(root / 'experiments' / opt['name'] / 'training_states' / '4.state')
+
+
+def test_prior_option_file_trains_and_exports_a_loadable_prior(tmp_path, tiny_demo_data):
+    opt = load_options('options/train/demo/train_prior_demo.yml')
+    opt['network_g'] = dict(TINY_UNET, type='UNet2DModel')
+    opt['datasets']['train'].update(gt_size=16, batch_size_per_gpu=2)
+    opt['datasets']['val'].update(gt_size=32)
+    opt['train']['total_iter'] = 2
+    opt['logger'].update(print_freq=1, save_checkpoint_freq=2)
+    output = run_module('basicsr_diffloss.train', '-opt', write_options(opt, tmp_path / 'prior.yml'), cwd=tmp_path)
+    assert 'l_eps_t50' in output
+    models = tmp_path / 'experiments' / opt['name'] / 'models'
+    ema = torch.load(models / 'net_g_latest.pth', map_location='cpu')['params_ema']
+    for folder in ('prior_2', 'prior_latest'):
+        prior = DiffusionPrior(pretrained=str(models / folder))
+        assert prior.num_train_timesteps == opt['noise_schedule']['num_train_timesteps']
+    for name, value in prior.unet.state_dict().items():
+        assert torch.equal(value, ema[name]), name
