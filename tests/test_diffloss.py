@@ -15,10 +15,11 @@ def tiny_restorer():
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1))
 
 
-def restorer_gradient(restorer, lq, gt, loss_fn, seed=0):
-    """The restorer's flattened parameter gradient of ``loss_fn(output, gt)``, with the loss's RNG fixed."""
+def restorer_gradient(restorer, lq, gt, loss_fn, diffloss=None):
+    """The restorer's flattened parameter gradient of ``loss_fn(output, gt)``, with DiffLoss's generator reset."""
     restorer.zero_grad()
-    torch.manual_seed(seed)
+    if diffloss is not None:
+        diffloss.manual_seed(0)
     loss_fn(lq + restorer(lq), gt).backward()
     return torch.cat([p.grad.flatten() for p in restorer.parameters()])
 
@@ -37,8 +38,8 @@ def test_each_term_sends_gradient_to_the_restorer(tiny_prior, batch, term):
     weights = {'eps_weight': 1.0 if term == 'eps' else 0.0, 'h_weight': 1.0 if term == 'h' else 0.0}
     diffloss = DiffLoss(prior=tiny_prior, **weights)
     pixel = restorer_gradient(restorer, lq, gt, F.l1_loss)
-    diffusion = restorer_gradient(restorer, lq, gt, diffloss)
-    combined = restorer_gradient(restorer, lq, gt, lambda out, ref: F.l1_loss(out, ref) + diffloss(out, ref))
+    diffusion = restorer_gradient(restorer, lq, gt, diffloss, diffloss)
+    combined = restorer_gradient(restorer, lq, gt, lambda out, ref: F.l1_loss(out, ref) + diffloss(out, ref), diffloss)
     change = (combined - pixel).norm() / pixel.norm()
     print(f'\n{term} term: |grad| = {diffusion.norm():.3e}, |grad L1| = {pixel.norm():.3e}, '
           f'relative change of the L1 update = {change:.3e}')
@@ -52,7 +53,7 @@ def test_each_term_sends_gradient_to_the_restorer(tiny_prior, batch, term):
             inert = diffloss(out, ref)
         return F.l1_loss(out, ref) + inert
 
-    assert torch.equal(restorer_gradient(restorer, lq, gt, authors_version), pixel)
+    assert torch.equal(restorer_gradient(restorer, lq, gt, authors_version, diffloss), pixel)
 
 
 def test_diffloss_changes_the_optimizer_step(tiny_prior, batch):
@@ -121,8 +122,7 @@ def test_input_range_is_mapped_to_the_prior_range(tiny_prior, batch):
     pred, gt = batch
     values = []
     for scale, input_range in ((1, [0, 1]), (255, [0, 255])):
-        torch.manual_seed(3)
-        values.append(DiffLoss(prior=tiny_prior, input_range=input_range)(pred * scale, gt * scale))
+        values.append(DiffLoss(prior=tiny_prior, input_range=input_range, seed=3)(pred * scale, gt * scale))
     torch.testing.assert_close(values[0], values[1])
 
 
@@ -137,14 +137,11 @@ def test_num_samples_averages_several_draws(tiny_prior, batch, monkeypatch):
 
 def test_terms_are_weighted_and_the_sum_is_the_loss(tiny_prior, batch):
     pred, gt = batch
-    loss = DiffLoss(prior=tiny_prior, loss_weight=2.0, eps_weight=3.0, h_weight=0.5)
-    torch.manual_seed(4)
+    loss = DiffLoss(prior=tiny_prior, loss_weight=2.0, eps_weight=3.0, h_weight=0.5, seed=4)
     terms = loss.terms(pred, gt)
-    torch.manual_seed(4)
+    loss.manual_seed(4)
     torch.testing.assert_close(loss(pred, gt), terms['l_diff_eps'] + terms['l_diff_h'])
-    unit = DiffLoss(prior=tiny_prior, eps_weight=1.0, h_weight=1.0)
-    torch.manual_seed(4)
-    unit_terms = unit.terms(pred, gt)
+    unit_terms = DiffLoss(prior=tiny_prior, eps_weight=1.0, h_weight=1.0, seed=4).terms(pred, gt)
     torch.testing.assert_close(terms['l_diff_eps'], 6.0 * unit_terms['l_diff_eps'])
     torch.testing.assert_close(terms['l_diff_h'], 1.0 * unit_terms['l_diff_h'])
 
@@ -164,6 +161,7 @@ def test_built_from_yaml_style_options(tiny_unet_config, batch):
     ({'crop_size': 9}, "'crop_size': 9 is not a multiple of the prior's size factor 2"),
     ({'num_samples': 0}, "'num_samples'"),
     ({'input_range': [1, 0]}, "'input_range'"),
+    ({'t_range': [5]}, "'t_range'"),
 ])
 def test_bad_options_name_the_option(tiny_prior, options, message):
     with pytest.raises(ValueError, match=message):
@@ -173,3 +171,14 @@ def test_bad_options_name_the_option(tiny_prior, options, message):
 def test_images_with_channels_the_prior_cannot_take_are_refused(tiny_prior):
     with pytest.raises(ValueError, match='4 channels but the prior takes 3'):
         DiffLoss(prior=tiny_prior)(torch.rand(1, 4, 8, 8), torch.rand(1, 4, 8, 8))
+
+
+def test_presets_fill_the_options_that_are_not_given(tiny_prior):
+    paper = DiffLoss(prior=tiny_prior, preset='paper')
+    assert (dict(paper.weights), paper.t_range) == ({'l_diff_eps': 1e-3, 'l_diff_h': 1e-6}, (0, 999))
+    default = DiffLoss(prior=tiny_prior)
+    assert (dict(default.weights), default.t_range) == ({'l_diff_eps': 5.0, 'l_diff_h': 0.0}, (200, 800))
+    mixed = DiffLoss(prior=tiny_prior, preset='paper', eps_weight=2.0)
+    assert (mixed.weights['l_diff_eps'], mixed.weights['l_diff_h']) == (2.0, 1e-6)
+    with pytest.raises(ValueError, match="'preset'"):
+        DiffLoss(prior=tiny_prior, preset='strong')

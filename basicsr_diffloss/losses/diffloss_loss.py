@@ -3,15 +3,33 @@ import numbers
 from collections import OrderedDict
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from basicsr.archs import build_network
 from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
-# The authors' weights. Their released code ran both UNet calls under torch.no_grad(), so these terms never sent a
-# gradient and nobody tuned them; they are documented here, not used as defaults (see docs/method.md).
-PAPER_EPS_WEIGHT = 1e-3
-PAPER_H_WEIGHT = 1e-6
+# Named settings of eps_weight, h_weight and t_range (None: the whole schedule). 'paper' is the authors' setting;
+# their released code ran both UNet calls under torch.no_grad(), so these weights never sent a gradient and nobody
+# tuned them. 'default' is chosen by measurement (docs/method.md).
+PRESETS = {
+    'default': dict(eps_weight=5.0, h_weight=0.0, t_range=(200, 800)),
+    'paper': dict(eps_weight=1e-3, h_weight=1e-6, t_range=None),
+}
+DTYPES = {'fp32': torch.float32, 'float32': torch.float32, 'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16,
+          'fp16': torch.float16, 'float16': torch.float16}
+OUT_OF_RANGE_MODES = ('clamp', 'error')
+NONFINITE_MODES = ('error', 'skip')
+
+
+class NonFiniteInputError(FloatingPointError):
+    """pred or target holds NaN or Inf. Raised on every rank at once, so that all ranks can skip the step together."""
+
+
+def _choice(option, value, choices):
+    if value not in choices:
+        raise ValueError(f"DiffLoss option '{option}': {value!r} is not one of {list(choices)}.")
+    return value
 
 
 def _number(option, value, minimum=None, integer=False):
@@ -38,33 +56,53 @@ class DiffLoss(nn.Module):
     Args:
         prior (dict | nn.Module): DiffusionPrior options, e.g. ``{type: DiffusionPrior, pretrained: DIR}``, or a
             built prior (to share one between losses).
+        preset (str): where ``eps_weight``, ``h_weight`` and ``t_range`` come from when not given: ``default``
+            (5.0, 0.0, [200, 800]) or ``paper`` (1e-3, 1e-6, the whole schedule, e.g. [0, 999]). Default: ``default``.
         loss_weight (float): multiplies every term. Default: 1.0.
-        eps_weight (float): weight of ``mean((eps(y_t) - eps(x_t))^2)``. Default: 5.0. The paper used 1e-3.
-        h_weight (float): weight of ``mean((h(y_t) - h(x_t))^2)``. Default: 0.0 (off). The paper used 1e-6.
+        eps_weight (float): weight of ``mean((eps(y_t) - eps(x_t))^2)``. Default: the preset's.
+        h_weight (float): weight of ``mean((h(y_t) - h(x_t))^2)``. Default: the preset's.
         t_range (list[int]): ``[low, high]``, both inclusive; t is drawn uniformly from it, one per image and draw.
-            Default: [200, 800]. The paper drew from the whole schedule, [0, 999].
+            Default: the preset's.
         num_samples (int): noise and timestep draws per image, averaged. Default: 1.
         crop_size (int | None): compare the same random ``crop_size`` square of both images (clipped to the image);
             must be a multiple of the prior's size factor (2^(levels-1)). Default: None, the whole image. Images whose
             sides are not multiples of the factor are cropped down to the nearest multiple (padded up if smaller).
         input_range (list[float]): the range of ``pred`` and ``target``, mapped to the prior's [-1, 1].
             Default: [0, 1].
+        out_of_range (str): what to do with values outside ``input_range``: ``clamp`` them (no gradient flows
+            through the clamped values; the pixel loss still pulls them back) or raise an ``error``.
+            Default: ``clamp``.
+        nonfinite (str): when pred or target holds NaN or Inf, raise an ``error`` naming the iteration, or ``skip``
+            the training step (the model logs a warning and counts skipped steps in ``skipped_steps``).
+            Default: ``error``.
+        dtype (str): precision of the prior's weights and activations: ``fp32``, ``bf16`` or ``fp16``; noising and
+            the loss reduction stay in float32. Default: ``fp32``.
+        seed (int | None): seed of the loss's own random generator (crops, t, noise). Default: None, which takes
+            ``torch.initial_seed()`` at construction; BasicSR seeds it with ``manual_seed + rank``, so every rank
+            draws differently. Its state is saved in training states, so a resumed run draws what an
+            uninterrupted one would.
 
     The defaults and how they were measured are in docs/method.md. ``forward(pred, target)`` returns the weighted sum;
     ``terms(pred, target)`` returns each weighted term (``l_diff_eps``, ``l_diff_h``) for logging.
     """
 
-    def __init__(self, prior, loss_weight=1.0, eps_weight=5.0, h_weight=0.0, t_range=(200, 800), num_samples=1,
-                 crop_size=None, input_range=(0, 1)):
+    def __init__(self, prior, preset='default', loss_weight=1.0, eps_weight=None, h_weight=None, t_range=None,
+                 num_samples=1, crop_size=None, input_range=(0, 1), out_of_range='clamp', nonfinite='error',
+                 dtype='fp32', seed=None):
         super().__init__()
+        if preset not in PRESETS:
+            raise ValueError(f"DiffLoss option 'preset': {preset!r} is not one of {sorted(PRESETS)}.")
         self.prior = prior if isinstance(prior, nn.Module) else build_network(dict(prior))
+        last_t = self.prior.num_train_timesteps - 1
+        eps_weight = PRESETS[preset]['eps_weight'] if eps_weight is None else eps_weight
+        h_weight = PRESETS[preset]['h_weight'] if h_weight is None else h_weight
+        t_range = (PRESETS[preset]['t_range'] or (0, last_t)) if t_range is None else t_range
         self.loss_weight = _number('loss_weight', loss_weight, minimum=0)
         self.weights = OrderedDict(l_diff_eps=_number('eps_weight', eps_weight, minimum=0),
                                    l_diff_h=_number('h_weight', h_weight, minimum=0))
         if not any(self.weights.values()):
             raise ValueError("DiffLoss options 'eps_weight' and 'h_weight' are both 0: set at least one above 0, or "
                              'remove the DiffLoss entry.')
-        last_t = self.prior.num_train_timesteps - 1
         if len(t_range) != 2:
             raise ValueError(f"DiffLoss option 't_range': {t_range!r} must be [low, high].")
         low, high = (_number('t_range', value, minimum=0, integer=True) for value in t_range)
@@ -85,6 +123,51 @@ class DiffLoss(nn.Module):
         if not low_in < high_in:
             raise ValueError(f"DiffLoss option 'input_range': {list(input_range)} must be [low, high] with low < high.")
         self.input_range = (low_in, high_in)
+        self.out_of_range = _choice('out_of_range', out_of_range, OUT_OF_RANGE_MODES)
+        self.nonfinite = _choice('nonfinite', nonfinite, NONFINITE_MODES)
+        self.dtype = DTYPES[_choice('dtype', dtype, DTYPES)]
+        # nn.Module.to: diffusers' own .to warns about fp32-only modules, and UNet2DModel has none.
+        nn.Module.to(self.prior.unet, self.dtype)
+        self.seed = torch.initial_seed() if seed is None else _number('seed', seed, minimum=0, integer=True)
+        self._generator = None
+
+    def _rng(self):
+        """The loss's own generator, on the prior's device (created on first use, after the loss has moved)."""
+        device = self.prior.alphas_cumprod.device
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generator
+
+    def manual_seed(self, seed):
+        """Restart the loss's generator from ``seed``."""
+        self.seed = int(seed)
+        self._generator = None
+
+    def rng_state(self):
+        """The generator's state, for training states."""
+        return self._rng().get_state()
+
+    def set_rng_state(self, state):
+        self._rng().set_state(state.cpu())
+
+    def _check_finite(self, pred, target):
+        flags = torch.stack([torch.isfinite(pred).all(), torch.isfinite(target).all()]).int()
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(flags, op=dist.ReduceOp.MIN)
+        bad = [name for name, flag in zip(('pred', 'target'), flags.tolist()) if not flag]
+        if bad:
+            raise NonFiniteInputError(f"DiffLoss: {' and '.join(bad)} hold NaN or Inf (on this or another rank). "
+                                      "Set DiffLoss option 'nonfinite: skip' to skip such steps.")
+
+    def _within_range(self, image, name):
+        low, high = self.input_range
+        if self.out_of_range == 'clamp':
+            return image.clamp(low, high)
+        if image.min() < low or image.max() > high:
+            raise ValueError(f'DiffLoss: {name} holds values in [{image.min().item():.4g}, {image.max().item():.4g}], '
+                             f"outside option 'input_range' {[low, high]}. Set 'out_of_range: clamp', fix "
+                             "'input_range', or clamp the restorer's output.")
+        return image
 
     def _to_prior_input(self, image):
         """Map from ``input_range`` to [-1, 1] in float32, replicating one channel to the prior's channels."""
@@ -108,8 +191,8 @@ class DiffLoss(nn.Module):
             height, width = pred.shape[-2:]
         crop_h = min(self.crop_size or height, height) // factor * factor
         crop_w = min(self.crop_size or width, width) // factor * factor
-        top = int(torch.randint(height - crop_h + 1, ()))
-        left = int(torch.randint(width - crop_w + 1, ()))
+        top, left = (int(torch.randint(room + 1, (), generator=self._rng(), device=self._rng().device))
+                     for room in (height - crop_h, width - crop_w))
         window = (..., slice(top, top + crop_h), slice(left, left + crop_w))
         return pred[window], target[window]
 
@@ -117,14 +200,16 @@ class DiffLoss(nn.Module):
         """Each weighted diffusion term, as an OrderedDict of scalar tensors (only the terms with weight > 0)."""
         if pred.shape != target.shape:
             raise ValueError(f'DiffLoss: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape.')
-        pred, target = self._shared_crop(pred, target)
+        self._check_finite(pred, target)
+        pred, target = self._shared_crop(self._within_range(pred, 'pred'), self._within_range(target.detach(), 'target'))
         y0 = self._to_prior_input(pred).repeat(self.num_samples, 1, 1, 1)
-        x0 = self._to_prior_input(target.detach()).repeat(self.num_samples, 1, 1, 1)
-        t = torch.randint(self.t_range[0], self.t_range[1] + 1, (x0.shape[0], ), device=x0.device)
-        noise = torch.randn_like(x0)
+        x0 = self._to_prior_input(target).repeat(self.num_samples, 1, 1, 1)
+        rng = self._rng()
+        t = torch.randint(self.t_range[0], self.t_range[1] + 1, (x0.shape[0], ), generator=rng, device=rng.device)
+        noise = torch.randn(x0.shape, generator=rng, device=rng.device)
         with torch.no_grad():
-            eps_target, h_target = self.prior(self.prior.add_noise(x0, noise, t), t)
-        eps_pred, h_pred = self.prior(self.prior.add_noise(y0, noise, t), t)
+            eps_target, h_target = self.prior(self.prior.add_noise(x0, noise, t).to(self.dtype), t)
+        eps_pred, h_pred = self.prior(self.prior.add_noise(y0, noise, t).to(self.dtype), t)
         distances = dict(l_diff_eps=(eps_pred, eps_target), l_diff_h=(h_pred, h_target))
         return OrderedDict((name, self.loss_weight * weight * F.mse_loss(*(d.float() for d in distances[name])))
                            for name, weight in self.weights.items() if weight > 0)

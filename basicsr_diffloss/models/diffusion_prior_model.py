@@ -10,17 +10,20 @@ from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from diffusers import DDPMScheduler
 
+from .reliable_training import ReliableTrainingMixin
+
 DEFAULT_VAL_TIMESTEPS = (50, 100, 250, 500, 750)
 
 
 @MODEL_REGISTRY.register()
-class DiffusionPriorModel(SRModel):
+class DiffusionPriorModel(ReliableTrainingMixin, SRModel):
     """Trains ``network_g`` (``type: UNet2DModel`` plus its diffusers keyword arguments) as a noise predictor.
 
     Each step takes clean crops ``gt`` in [0, 1] from the train dataset, maps them to [-1, 1], draws one t per
     crop uniformly over the schedule and one noise, and applies ``train.pixel_opt`` (use ``MSELoss``: the DDPM eps
     objective) between the predicted and the true noise. Everything else is SRModel's: ``train.ema_decay``
-    (EMA weights are the ones exported), optimizers, schedulers, ``path.pretrain_network_g``, resume.
+    (EMA weights are the ones exported), optimizers, schedulers, ``path.pretrain_network_g``, resume (made atomic
+    and exact by ReliableTrainingMixin).
 
     Options beyond SRModel's:
         noise_schedule (dict): DDPMScheduler arguments (top level of the option file). Default: DDPM linear,

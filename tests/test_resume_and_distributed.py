@@ -1,0 +1,131 @@
+"""Exact resume, determinism and 2-process DDP (gloo, CPU) through BasicSR's train pipeline."""
+import glob
+import os
+import re
+import subprocess
+import sys
+from os import path as osp
+
+import pytest
+import torch
+
+from basicsr_diffloss.archs import DiffusionPrior
+from conftest import REPO, TINY_UNET, load_options, run_module, write_options, write_paired_split
+
+LOSS_LINE = re.compile(r'iter:\s+(\d+), lr:.*?\] (l_pix: .*)$', re.M)
+
+
+@pytest.fixture(scope='module')
+def workspace(tmp_path_factory):
+    """Tiny demo-layout data and a tiny prior, shared by the runs below."""
+    root = tmp_path_factory.mktemp('reliability')
+    write_paired_split(root / 'datasets' / 'demo', 'train', count=4, size=32, seed=0)
+    torch.manual_seed(0)
+    DiffusionPrior(unet=dict(TINY_UNET)).unet.save_pretrained(root / 'prior')
+    return root
+
+
+def tiny_options(root, name, diffusion=True, deterministic_data=False, batch=2, **diffusion_options):
+    opt = load_options('options/train/demo/train_EDSR_x4_demo_diffloss.yml')
+    opt['name'] = name
+    opt['network_g'].update(num_feat=8, num_block=1)
+    opt['datasets'].pop('val')
+    opt.pop('val')
+    opt['datasets']['train'].update(gt_size=32 if deterministic_data else 16, batch_size_per_gpu=batch,
+                                    use_hflip=not deterministic_data, use_rot=not deterministic_data)
+    opt['train']['total_iter'] = 4
+    opt['logger'].update(print_freq=1, save_checkpoint_freq=2)
+    if diffusion:
+        opt['train']['diffusion_opt'].update(prior={'type': 'DiffusionPrior', 'pretrained': str(root / 'prior')},
+                                             crop_size=16, **diffusion_options)
+    else:
+        opt['train'].pop('diffusion_opt')
+    return write_options(opt, root / f'{name}.yml')
+
+
+def logged_losses(root, name):
+    text = ''.join(open(f).read() for f in sorted(glob.glob(str(root / 'experiments' / name / 'train_*.log'))))
+    return {int(it): losses.strip() for it, losses in LOSS_LINE.findall(text)}
+
+
+def final_weights(root, name):
+    return torch.load(root / 'experiments' / name / 'models' / 'net_g_4.pth', map_location='cpu')['params']
+
+
+def test_resumed_run_matches_an_uninterrupted_one(workspace):
+    run_module('basicsr_diffloss.train', '-opt', tiny_options(workspace, 'straight'), cwd=workspace)
+    stopped = tiny_options(workspace, 'stopped')
+    run_module('basicsr_diffloss.train', '-opt', stopped, '--force_yml', 'train:total_iter=2', cwd=workspace)
+    output = run_module('basicsr_diffloss.train', '-opt', stopped, '--auto_resume', cwd=workspace)
+    assert 'Resume: epoch 0 continues after its first 2 batches.' in output
+
+    straight, resumed = logged_losses(workspace, 'straight'), logged_losses(workspace, 'stopped')
+    print('\n' + '\n'.join(f'iter {i}: straight {straight[i]} | resumed {resumed[i]}' for i in (3, 4)))
+    assert straight[3] == resumed[3] and straight[4] == resumed[4]
+    assert straight[3] != straight[1]
+    weights_straight, weights_resumed = final_weights(workspace, 'straight'), final_weights(workspace, 'stopped')
+    for name, value in weights_straight.items():
+        assert torch.equal(value, weights_resumed[name]), name
+    # Checkpoints are written atomically: no partial file is left behind.
+    assert not glob.glob(str(workspace / 'experiments' / '*' / '*' / '*.partial'))
+
+
+def test_two_runs_with_the_same_seed_log_identical_losses(workspace):
+    run_module('basicsr_diffloss.train', '-opt', tiny_options(workspace, 'again'), cwd=workspace)
+    if not osp.isdir(workspace / 'experiments' / 'straight'):
+        run_module('basicsr_diffloss.train', '-opt', tiny_options(workspace, 'straight'), cwd=workspace)
+    assert logged_losses(workspace, 'again') == logged_losses(workspace, 'straight')
+
+
+def run_driver(root, option_file, processes):
+    launcher = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={processes}'] \
+        if processes > 1 else [sys.executable]
+    extra = ['--launcher', 'pytorch'] if processes > 1 else []
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([osp.join(REPO, 'tests'), os.environ.get('PYTHONPATH', '')]),
+               OMP_NUM_THREADS='1')
+    result = subprocess.run([*launcher, osp.join(REPO, 'tests', 'ddp_driver.py'), '-opt', option_file, *extra],
+                            cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+def relative_difference(a, b, reference):
+    diff = sum((a[k] - b[k]).pow(2).sum() for k in a).sqrt()
+    return (diff / sum((b[k] - reference[k]).pow(2).sum() for k in b).sqrt()).item()
+
+
+def train_with_driver(workspace, folder, processes, batch, diffusion, **diffusion_options):
+    folder.mkdir()
+    os.symlink(workspace / 'datasets', folder / 'datasets')
+    option_file = tiny_options(workspace, folder.name, diffusion, deterministic_data=True, batch=batch,
+                               **diffusion_options)
+    run_driver(folder, option_file, processes)
+    return [torch.load(path) for path in sorted(glob.glob(str(folder / 'rank*.pth')))]
+
+
+def test_two_gloo_processes_train_the_same_network_as_one(workspace, tmp_path):
+    """L1 alone, same global batch (2 processes x 2 against 1 x 4): the runs agree to float rounding."""
+    ranks = train_with_driver(workspace, tmp_path / 'ddp', 2, 2, diffusion=False)
+    single, = train_with_driver(workspace, tmp_path / 'single', 1, 4, diffusion=False)
+    for name, value in ranks[0]['net_g'].items():
+        assert torch.equal(value, ranks[1]['net_g'][name]), name
+        assert torch.equal(ranks[0]['initial'][name], single['initial'][name]), name
+    error = relative_difference(ranks[0]['net_g'], single['net_g'], single['initial'])
+    print(f'\nL1: |w_ddp - w_single| / |w_single - w_init| = {error:.2e}')
+    assert error < 1e-4
+
+
+def test_ddp_with_diffloss_differs_from_one_process_only_by_its_noise(workspace, tmp_path):
+    """DiffLoss draws different noise and t on each rank by design, so a 2-process run cannot equal a 1-process one.
+    It must be as close to it as two 1-process runs whose DiffLoss draws differ (other seed)."""
+    ranks = train_with_driver(workspace, tmp_path / 'ddp', 2, 2, diffusion=True)
+    single, = train_with_driver(workspace, tmp_path / 'single', 1, 4, diffusion=True)
+    other_draws, = train_with_driver(workspace, tmp_path / 'other', 1, 4, diffusion=True, seed=12345)
+    assert ranks[0]['diffloss_seed'] != ranks[1]['diffloss_seed']
+    for name, value in ranks[0]['net_g'].items():
+        assert torch.equal(value, ranks[1]['net_g'][name]), name
+    error = relative_difference(ranks[0]['net_g'], single['net_g'], single['initial'])
+    spread = relative_difference(other_draws['net_g'], single['net_g'], single['initial'])
+    print(f'\nL1 + DiffLoss: |w_ddp - w_single| / |w_single - w_init| = {error:.2e}; '
+          f'between two single runs with other draws: {spread:.2e}')
+    assert error < 2 * spread
