@@ -129,3 +129,21 @@ def test_ddp_with_diffloss_differs_from_one_process_only_by_its_noise(workspace,
     print(f'\nL1 + DiffLoss: |w_ddp - w_single| / |w_single - w_init| = {error:.2e}; '
           f'between two single runs with other draws: {spread:.2e}')
     assert error < 2 * spread
+
+
+def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    from basicsr_diffloss.models import atomic_torch_save
+    path = tmp_path / 'net_g_latest.pth'
+    torch.save({'params': torch.ones(3)}, path)
+    real_save = torch.save
+
+    def crash_half_way(obj, f, *args, **kwargs):
+        with open(f, 'wb') as handle:
+            handle.write(b'half a checkpoint')
+        raise OSError('disk full')
+
+    monkeypatch.setattr(torch, 'save', crash_half_way)
+    with pytest.raises(OSError, match='disk full'), atomic_torch_save():
+        torch.save({'params': torch.zeros(3)}, path)
+    monkeypatch.setattr(torch, 'save', real_save)
+    assert torch.equal(torch.load(path)['params'], torch.ones(3))
