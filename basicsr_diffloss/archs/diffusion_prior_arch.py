@@ -7,6 +7,8 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from diffusers import DDPMScheduler, UNet2DModel
 from torch import nn
 
+from ..priors import load_guided_diffusion
+
 # The trainable UNet of DiffusionPriorModel: ``network_g: {type: UNet2DModel, ...}`` builds it from YAML.
 ARCH_REGISTRY.register(UNet2DModel)
 
@@ -35,12 +37,29 @@ def load_unet_strict(folder):
         unet, info = UNet2DModel.from_pretrained(
             folder, output_loading_info=True, local_files_only=True, low_cpu_mem_usage=False)
     except (OSError, RuntimeError, ValueError) as error:
-        raise ValueError(f"DiffusionPrior option 'pretrained': cannot load the UNet in '{folder}': {error}") from error
+        raise ValueError(f"DiffusionPrior option 'pretrained': cannot load the UNet in '{folder}': {error}\nCheck that "
+                         'the weights file is complete and that config.json is the one saved with it.') from error
     problems = {kind: keys for kind, keys in info.items() if keys}
     if problems:
         raise ValueError(f"DiffusionPrior option 'pretrained': the weights in '{folder}' do not match its config.json: "
                          f'{problems}. Use the config.json that was saved with these weights.')
     return unet
+
+
+def _load_guided_diffusion_prior(pretrained, options):
+    """The UNet and schedule of a guided-diffusion ``.pt`` checkpoint, converted in memory."""
+    if options is None:
+        raise ValueError(f"DiffusionPrior option 'pretrained': '{pretrained}' is a file, not a diffusers folder. For a "
+                         "guided-diffusion (ADM) .pt checkpoint add the option 'guided_diffusion' with its preset or "
+                         "flags, e.g. guided_diffusion: {preset: 256x256_diffusion_uncond}, or convert it once with "
+                         'scripts/convert_guided_diffusion.py and point pretrained at the folder it writes.')
+    if not osp.isfile(pretrained):
+        raise FileNotFoundError(f"DiffusionPrior option 'pretrained': '{pretrained}' is not a file; with option "
+                                "'guided_diffusion' it must be a guided-diffusion .pt checkpoint.")
+    try:
+        return load_guided_diffusion(pretrained, **dict(options))
+    except ValueError as error:
+        raise ValueError(f"DiffusionPrior option 'guided_diffusion' ('{pretrained}'): {error}") from error
 
 
 @ARCH_REGISTRY.register()
@@ -53,7 +72,8 @@ class DiffusionPrior(nn.Module):
     Args:
         pretrained (str | None): a local diffusers UNet folder (``config.json`` + weights, loaded strictly) or a
             pipeline folder with ``unet/`` (and ``scheduler/``) subfolders. A ``scheduler_config.json`` found beside
-            the UNet sets the schedule and the prediction type unless the options below override them.
+            the UNet sets the schedule and the prediction type unless the options below override them. With
+            ``guided_diffusion``: a guided-diffusion ``.pt`` checkpoint.
         unet (dict | None): inline ``UNet2DModel`` keyword arguments, for tests and for priors trained from scratch
             (random weights). Exactly one of ``pretrained`` and ``unet`` is given.
         prediction_type (str | None): what the UNet predicts: ``eps`` (``epsilon``), ``v`` (``v_prediction``) or
@@ -62,19 +82,32 @@ class DiffusionPrior(nn.Module):
         beta_schedule (str | None): diffusers beta schedule name. Default: scheduler config's, else ``linear``.
         beta_start (float | None): first beta. Default: scheduler config's, else 1e-4.
         beta_end (float | None): last beta. Default: scheduler config's, else 0.02.
+        guided_diffusion (dict | None): ``pretrained`` is an OpenAI guided-diffusion (ADM) ``.pt`` state dict,
+            converted in memory; the dict holds its guided-diffusion flags: ``preset`` (``256x256_diffusion_uncond``,
+            ``256x256_diffusion``, ``64x64_diffusion``, ``lsun_bedroom``, ``lsun_cat``, ``lsun_horse``,
+            ``ffhq_256``, ...: ``basicsr_diffloss.priors.PRESETS``) and/or flags with guided-diffusion's names that
+            override it (``num_channels``, ``num_res_blocks``, ``attention_resolutions``, ``num_head_channels``,
+            ``learn_sigma``, ``use_new_attention_order``, ...). Its ``diffusion_steps`` and ``noise_schedule`` give
+            the schedule. See docs/priors.md. Default: None (``pretrained`` is a diffusers folder).
 
-    ``forward(x_t, t)`` takes noised images in [-1, 1] and integer timesteps and returns ``(eps, h)``: the predicted
-    noise (the first 3 of 6 channels for a learned-sigma UNet) and the middle block's output (the "h-space").
+    ``forward(x_t, t, class_labels=None)`` takes noised images in [-1, 1] and integer timesteps (and class labels
+    for a class-conditional UNet) and returns ``(eps, h)``: the predicted noise (the first 3 of 6 channels for a
+    learned-sigma UNet) and the middle block's output (the "h-space").
     """
 
     def __init__(self, pretrained=None, unet=None, prediction_type=None, num_train_timesteps=None,
-                 beta_schedule=None, beta_start=None, beta_end=None):
+                 beta_schedule=None, beta_start=None, beta_end=None, guided_diffusion=None):
         super().__init__()
         if (pretrained is None) == (unet is None):
             raise ValueError("DiffusionPrior needs exactly one of 'pretrained' (a local diffusers UNet folder) and "
                              "'unet' (an inline UNet2DModel config).")
         schedule = {}
-        if pretrained is not None:
+        if guided_diffusion is not None and pretrained is None:
+            raise ValueError("DiffusionPrior option 'guided_diffusion' describes the .pt checkpoint given in "
+                             "'pretrained'; give 'pretrained' instead of 'unet'.")
+        if pretrained is not None and (guided_diffusion is not None or osp.isfile(str(pretrained))):
+            self.unet, schedule = _load_guided_diffusion_prior(str(pretrained), guided_diffusion)
+        elif pretrained is not None:
             unet_folder, scheduler_folder = _prior_folders(str(pretrained))
             self.unet = load_unet_strict(unet_folder)
             if osp.isfile(osp.join(scheduler_folder, 'scheduler_config.json')):
@@ -132,10 +165,14 @@ class DiffusionPrior(nn.Module):
             return abar.sqrt() * output + (1 - abar).sqrt() * x_t
         return (x_t - abar.sqrt() * output) / (1 - abar).sqrt()  # 'sample'
 
-    def forward(self, x_t, t):
+    def forward(self, x_t, t, class_labels=None):
         if x_t.shape[1] != self.in_channels:
             raise ValueError(f'DiffusionPrior expects {self.in_channels}-channel images, got shape {tuple(x_t.shape)}.')
-        output = self.unet(x_t, t).sample
+        if class_labels is None and self.unet.class_embedding is not None:
+            raise ValueError('DiffusionPrior: this UNet is class-conditional and needs class_labels, which DiffLoss '
+                             'does not give; use an unconditional prior (e.g. guided_diffusion preset '
+                             '256x256_diffusion_uncond).')
+        output = self.unet(x_t, t, class_labels=class_labels).sample
         if self.learned_sigma:
             output = output[:, :self.in_channels]
         h, self._h = self._h, None

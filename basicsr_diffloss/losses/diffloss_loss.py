@@ -93,6 +93,9 @@ class DiffLoss(nn.Module):
         if preset not in PRESETS:
             raise ValueError(f"DiffLoss option 'preset': {preset!r} is not one of {sorted(PRESETS)}.")
         self.prior = prior if isinstance(prior, nn.Module) else build_network(dict(prior))
+        if self.prior.unet.class_embedding is not None:
+            raise ValueError("DiffLoss option 'prior': the prior is class-conditional, and DiffLoss gives it no class "
+                             'labels; use an unconditional prior (e.g. guided_diffusion preset 256x256_diffusion_uncond).')
         last_t = self.prior.num_train_timesteps - 1
         eps_weight = PRESETS[preset]['eps_weight'] if eps_weight is None else eps_weight
         h_weight = PRESETS[preset]['h_weight'] if h_weight is None else h_weight
