@@ -16,7 +16,7 @@ class ImageCropDataset(data.Dataset):
     """Square crops of clean images, returned as ``{'gt': CHW RGB float tensor in [0, 1], 'gt_path': str}``.
 
     Options:
-        dataroot_gt (str | list[str]): folder(s) of images, searched recursively.
+        dataroot_gt (str): a folder of images, searched recursively.
         gt_size (int): side of the square crop.
         scale_range (list[float]): in the train phase, each image is first resized by a factor drawn uniformly from
             this range (multi-scale crops; the factor is raised where needed so the crop fits). Default: [1, 1].
@@ -29,11 +29,10 @@ class ImageCropDataset(data.Dataset):
     def __init__(self, opt):
         super().__init__()
         self.opt = opt
-        roots = opt['dataroot_gt'] if isinstance(opt['dataroot_gt'], (list, tuple)) else [opt['dataroot_gt']]
-        self.paths = sorted(
-            path for root in roots for path in scandir(root, suffix=IMAGE_SUFFIXES, recursive=True, full_path=True))
+        root = opt['dataroot_gt']
+        self.paths = sorted(scandir(root, suffix=IMAGE_SUFFIXES, recursive=True, full_path=True))
         if not self.paths:
-            raise FileNotFoundError(f"ImageCropDataset option 'dataroot_gt': no images in {roots}.")
+            raise FileNotFoundError(f"ImageCropDataset option 'dataroot_gt': no images in '{root}'.")
         self.gt_size = int(opt['gt_size'])
         self.scale_range = [float(v) for v in opt.get('scale_range', (1, 1))]
         self.train = opt.get('phase') == 'train'
