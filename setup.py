@@ -8,7 +8,7 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     packages=find_packages(include=['basicsr_diffloss', 'basicsr_diffloss.*']),
-    include_package_data=True,
+    package_data={'basicsr_diffloss': ['priors/default/*']},
     python_requires='>=3.10,<3.13',
     install_requires=[
         'basicsr==1.4.2',

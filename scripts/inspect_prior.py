@@ -39,6 +39,8 @@ def parse_args(argv=None):
                         'did); random: a random --size crop at full resolution (default: center)')
     parser.add_argument('--timesteps', default='50,100,250,500,750', help='comma-separated t (default: %(default)s)')
     parser.add_argument('--max_images', type=int, default=8, help='use the first N images, sorted (default: 8)')
+    parser.add_argument('--crops_per_image', type=int, default=1,
+                        help='random crops per image, with --crop random (default: 1); the grid shows the first 8')
     parser.add_argument('--batch_size', type=int, default=4, help='images per UNet call (default: 4)')
     parser.add_argument('--seed', type=int, default=0, help='seed of the crops and the noise (default: 0)')
     parser.add_argument('--output', default='inspect_prior_x0.png', help='the PNG grid (default: %(default)s)')
@@ -68,15 +70,17 @@ def crop(image, size, mode, rng):
     return image[top:top + size, left:left + size]
 
 
-def load_crops(paths, size, mode, seed):
-    """The crops as a float32 tensor (N, 3, size, size) in [-1, 1]."""
+def load_crops(paths, size, mode, seed, crops_per_image=1):
+    """The crops as a float32 tensor (N * crops_per_image, 3, size, size) in [-1, 1]."""
+    if crops_per_image > 1 and mode != 'random':
+        raise SystemExit('--crops_per_image: more than one crop per image needs --crop random.')
     rng = np.random.default_rng(seed)
     crops = []
     for path in paths:
         image = cv2.imread(path, cv2.IMREAD_COLOR)
         if image is None:
             raise SystemExit(f"--images: cannot read '{path}'.")
-        crops.append(crop(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), size, mode, rng))
+        crops += [crop(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), size, mode, rng) for _ in range(crops_per_image)]
     return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
@@ -114,14 +118,15 @@ def main(argv=None):
     if not all(0 <= t < prior.num_train_timesteps for t in timesteps):
         raise SystemExit(f'--timesteps: {timesteps} must lie in [0, {prior.num_train_timesteps - 1}].')
     paths = image_paths(args.images, args.max_images)
-    images = load_crops(paths, args.size, args.crop, args.seed)
+    images = load_crops(paths, args.size, args.crop, args.seed, args.crops_per_image)
     rows, predictions = inspect(prior, images.to(device), timesteps, args.seed, args.batch_size)
-    print(f'prior {args.prior} on {device}: {len(paths)} images from {args.images}, {args.crop} crops of '
-          f'{args.size} px, seed {args.seed}')
+    print(f'prior {args.prior} on {device}: {len(paths)} images from {args.images}, {args.crops_per_image} '
+          f'{args.crop} crop(s) of {args.size} px each, seed {args.seed}')
     print(format_table(rows))
-    grid = torch.cat([images[None], predictions]).flatten(0, 1)
+    shown = slice(0, 8 if args.crops_per_image > 1 else None)
+    grid = torch.cat([images[None, shown], predictions[:, shown]]).flatten(0, 1)
     os.makedirs(osp.dirname(osp.abspath(args.output)), exist_ok=True)
-    save_image((grid + 1) / 2, args.output, nrow=len(images), padding=2)
+    save_image((grid + 1) / 2, args.output, nrow=len(images[shown]), padding=2)
     print(f'x0 predictions (rows: crops, then t = {args.timesteps}; columns: images): {args.output}')
     return rows
 

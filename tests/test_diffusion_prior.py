@@ -110,10 +110,8 @@ def test_learned_sigma_prior_uses_the_first_three_channels(tiny_unet_config):
     torch.testing.assert_close(eps, prior.unet(x_t, t).sample[:, :3])
 
 
-def test_prior_needs_exactly_one_source(tiny_unet_config, tmp_path):
-    with pytest.raises(ValueError, match='exactly one'):
-        DiffusionPrior()
-    with pytest.raises(ValueError, match='exactly one'):
+def test_prior_takes_one_source(tiny_unet_config, tmp_path):
+    with pytest.raises(ValueError, match='not both'):
         DiffusionPrior(pretrained=str(tmp_path), unet=tiny_unet_config)
 
 

@@ -7,7 +7,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from diffusers import DDPMScheduler, UNet2DModel
 from torch import nn
 
-from ..priors import load_guided_diffusion
+from ..priors import DEFAULT_PRIOR, load_guided_diffusion
 
 # The trainable UNet of DiffusionPriorModel: ``network_g: {type: UNet2DModel, ...}`` builds it from YAML.
 ARCH_REGISTRY.register(UNet2DModel)
@@ -70,12 +70,14 @@ class DiffusionPrior(nn.Module):
     into its input. It lives inside the loss, so it is never saved in a restorer's checkpoint or wrapped in DDP.
 
     Args:
-        pretrained (str | None): a local diffusers UNet folder (``config.json`` + weights, loaded strictly) or a
+        pretrained (str | None): ``default`` (the prior shipped in the package: basicsr_diffloss/priors/default,
+            see its MODEL_CARD.md), a local diffusers UNet folder (``config.json`` + weights, loaded strictly) or a
             pipeline folder with ``unet/`` (and ``scheduler/``) subfolders. A ``scheduler_config.json`` found beside
             the UNet sets the schedule and the prediction type unless the options below override them. With
             ``guided_diffusion``: a guided-diffusion ``.pt`` checkpoint.
         unet (dict | None): inline ``UNet2DModel`` keyword arguments, for tests and for priors trained from scratch
-            (random weights). Exactly one of ``pretrained`` and ``unet`` is given.
+            (random weights). The rule: give ``pretrained`` or ``unet``; with neither, the default prior is loaded,
+            as with ``pretrained: default``.
         prediction_type (str | None): what the UNet predicts: ``eps`` (``epsilon``), ``v`` (``v_prediction``) or
             ``sample`` (``x0``). Default: the scheduler config's, else ``eps``. The output is always converted to eps.
         num_train_timesteps (int | None): schedule length. Default: scheduler config's, else 1000.
@@ -98,9 +100,11 @@ class DiffusionPrior(nn.Module):
     def __init__(self, pretrained=None, unet=None, prediction_type=None, num_train_timesteps=None,
                  beta_schedule=None, beta_start=None, beta_end=None, guided_diffusion=None):
         super().__init__()
-        if (pretrained is None) == (unet is None):
-            raise ValueError("DiffusionPrior needs exactly one of 'pretrained' (a local diffusers UNet folder) and "
-                             "'unet' (an inline UNet2DModel config).")
+        if pretrained is not None and unet is not None:
+            raise ValueError("DiffusionPrior takes one of 'pretrained' (a local diffusers UNet folder) and 'unet' (an "
+                             'inline UNet2DModel config), not both.')
+        if pretrained == 'default' or (pretrained is None and unet is None):
+            pretrained = DEFAULT_PRIOR
         schedule = {}
         if guided_diffusion is not None and pretrained is None:
             raise ValueError("DiffusionPrior option 'guided_diffusion' describes the .pt checkpoint given in "
