@@ -10,6 +10,7 @@
 3. Draws samples (DDIM, 50 steps) and the x0 predictions on held-out crops into ``samples.png``.
 4. Writes ``MODEL_CARD.md``: architecture and size, training data with licenses and credits, the command and
    options, steps and wall time (from the training log), the losses, and what the prior is and is not good for.
+   Whoever exports a prior then looks at samples.png and describes it under "What the pictures show".
 """
 import argparse
 import glob
@@ -135,7 +136,8 @@ mechanism and to make DiffLoss's terms respond to blur and noise. It has not lea
 general way, its samples are blobs of colour rather than scenes, and DiffLoss with it should not be expected to
 add natural detail. The held-out gap in the table tells how far it generalises.
 """
-    with open(osp.join(output, 'MODEL_CARD.md'), 'w') as f:
+    path = osp.join(output, 'MODEL_CARD.md')
+    with open(path, 'w') as f:
         f.write(card)
 
 

@@ -177,7 +177,7 @@ def test_presets_fill_the_options_that_are_not_given(tiny_prior):
     paper = DiffLoss(prior=tiny_prior, preset='paper')
     assert (dict(paper.weights), paper.t_range) == ({'l_diff_eps': 1e-3, 'l_diff_h': 1e-6}, (0, 999))
     default = DiffLoss(prior=tiny_prior)
-    assert (dict(default.weights), default.t_range) == ({'l_diff_eps': 5.0, 'l_diff_h': 0.0}, (200, 800))
+    assert (dict(default.weights), default.t_range) == ({'l_diff_eps': 3.0, 'l_diff_h': 0.0}, (200, 800))
     mixed = DiffLoss(prior=tiny_prior, preset='paper', eps_weight=2.0)
     assert (mixed.weights['l_diff_eps'], mixed.weights['l_diff_h']) == (2.0, 1e-6)
     with pytest.raises(ValueError, match="'preset'"):

@@ -13,7 +13,7 @@ from torch import nn
 # their released code ran both UNet calls under torch.no_grad(), so these weights never sent a gradient and nobody
 # tuned them. 'default' is chosen by measurement (docs/method.md).
 PRESETS = {
-    'default': dict(eps_weight=5.0, h_weight=0.0, t_range=(200, 800)),
+    'default': dict(eps_weight=3.0, h_weight=0.0, t_range=(200, 800)),
     'paper': dict(eps_weight=1e-3, h_weight=1e-6, t_range=None),
 }
 DTYPES = {'fp32': torch.float32, 'float32': torch.float32, 'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16,
@@ -57,7 +57,7 @@ class DiffLoss(nn.Module):
         prior (dict | nn.Module): DiffusionPrior options, e.g. ``{type: DiffusionPrior, pretrained: DIR}``, or a
             built prior (to share one between losses).
         preset (str): where ``eps_weight``, ``h_weight`` and ``t_range`` come from when not given: ``default``
-            (5.0, 0.0, [200, 800]) or ``paper`` (1e-3, 1e-6, the whole schedule, e.g. [0, 999]). Default: ``default``.
+            (3.0, 0.0, [200, 800]) or ``paper`` (1e-3, 1e-6, the whole schedule, e.g. [0, 999]). Default: ``default``.
         loss_weight (float): multiplies every term. Default: 1.0.
         eps_weight (float): weight of ``mean((eps(y_t) - eps(x_t))^2)``. Default: the preset's.
         h_weight (float): weight of ``mean((h(y_t) - h(x_t))^2)``. Default: the preset's.
