@@ -20,6 +20,10 @@ setup(
         'lmdb',
         'pyyaml',
         'scikit-image',
+        'piq>=0.8',  # HaarPSI, GMSD, MS-SSIM (basicsr_diffloss.metrics)
+        'lpips>=0.1.4',  # LPIPS; ships its linear layers, the backbone weights are a local file
+        'dists-pytorch>=0.1',  # ships DISTS' alpha/beta weights; the VGG16 weights are a local file
+        'matplotlib',  # scripts/compare.py's grid and curves (Agg backend)
     ],
     extras_require={'test': ['pytest', 'hypothesis']},
 )

@@ -5,7 +5,7 @@ datasets in BasicSR's registries.
 """
 # isort: off
 from . import compat  # noqa: F401  (must run before anything imports basicsr)
-from . import archs, data, losses, models  # noqa: F401
+from . import archs, data, losses, metrics, models  # noqa: F401
 # isort: on
 
 __version__ = '0.1.0'

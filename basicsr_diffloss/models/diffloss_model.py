@@ -10,6 +10,7 @@ from torch import nn
 
 from ..losses.diffloss_loss import NonFiniteInputError
 from .reliable_training import ReliableTrainingMixin
+from .validation import ValidationMixin
 
 # Keys under which BasicSR-style archs name their output (or, for same-size restorers, input) channels.
 CHANNEL_KEYS = ('num_out_ch', 'out_chans', 'out_nc', 'out_channels', 'img_channel', 'in_chans', 'num_in_ch')
@@ -98,21 +99,30 @@ class DiffusionConstraintMixin:
 
 
 @MODEL_REGISTRY.register()
-class DiffLossSRModel(DiffusionConstraintMixin, ReliableTrainingMixin, SRModel):
+class DiffLossSRModel(ValidationMixin, DiffusionConstraintMixin, ReliableTrainingMixin, SRModel):
     """BasicSR's SRModel (generic paired restoration: SR, denoising, deblurring, ...) plus DiffLoss.
 
     Options are SRModel's, plus ``train.diffusion_opt``: a DiffLoss option dict (``type: DiffLoss``, ``prior``,
     ``eps_weight``, ``h_weight``, ...). Without it the model trains as SRModel. Logged terms: ``l_pix``,
     ``l_percep``/``l_style`` when a perceptual loss is set, ``l_diff_eps`` and ``l_diff_h``. Checkpoints are
     atomic and resumes exact (ReliableTrainingMixin).
+
+    Validation (ValidationMixin): ``val.metrics`` is checked when the model is built (missing LPIPS/DISTS weights
+    fail here, before training); a metric that cannot be computed on an image (NaN, e.g. NIQE below 192 px) is left
+    out of that metric's mean and the log says on how many images it was computed; and
+    ``val.prior_diagnostics: {timesteps: [100, 400, 700], every: 1, max_images: 4, crop_size: 256, seed: 0}``
+    (defaults shown; off when absent) draws, for each of the first ``max_images`` validation images, the prior's
+    x0 estimates from the noised output and from the noised GT into
+    ``experiments/<name>/visualization/prior/<dataset>/<image>_<iter>.png`` (see PriorDiagnostics).
     """
 
 
 @MODEL_REGISTRY.register()
-class DiffLossESRGANModel(DiffusionConstraintMixin, ReliableTrainingMixin, ESRGANModel):
+class DiffLossESRGANModel(ValidationMixin, DiffusionConstraintMixin, ReliableTrainingMixin, ESRGANModel):
     """BasicSR's ESRGANModel (``network_d``, ``gan_opt``, relativistic GAN) plus DiffLoss on generator updates.
 
-    Options are ESRGANModel's, plus ``train.diffusion_opt`` as in DiffLossSRModel. The pixel term is logged as
+    Options are ESRGANModel's, plus ``train.diffusion_opt``, ``val.metrics`` and ``val.prior_diagnostics`` as in
+    DiffLossSRModel. The pixel term is logged as
     ``l_pix`` (ESRGANModel's own name is ``l_g_pix``), next to ``l_diff_eps``, ``l_diff_h``, ``l_g_gan``, ...
     """
     pixel_log_key = 'l_g_pix'
