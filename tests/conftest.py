@@ -70,6 +70,21 @@ def tiny_demo_data(tmp_path):
     return root
 
 
+def tiny_demo_run(root, val_count=1, val_size=256):
+    """Tiny demo-layout data and a tiny random prior under ``root``, and the demo's L1 + DiffLoss option dict shrunk
+    to them (EDSR 8 features x 1 block, 32 px patches in batches of 2, DiffLoss crops of 16 px)."""
+    write_paired_split(root / 'datasets' / 'demo', 'train', count=3, size=64, seed=0)
+    write_paired_split(root / 'datasets' / 'demo', 'val', count=val_count, size=val_size, seed=1)
+    torch.manual_seed(0)
+    DiffusionPrior(unet=dict(TINY_UNET)).unet.save_pretrained(root / 'prior')
+    opt = load_options('options/train/demo/train_EDSR_x4_demo_diffloss.yml')
+    opt['network_g'].update(num_feat=8, num_block=1)
+    opt['datasets']['train'].update(gt_size=32, batch_size_per_gpu=2)
+    opt['train']['diffusion_opt'].update(prior=dict(type='DiffusionPrior', pretrained=str(root / 'prior')),
+                                         crop_size=16)
+    return opt
+
+
 def load_options(relative_path):
     with open(osp.join(REPO, relative_path)) as f:
         return yaml.safe_load(f)

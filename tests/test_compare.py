@@ -7,12 +7,10 @@ from os import path as osp
 
 import cv2
 import pytest
-import torch
 import yaml
 
-from basicsr_diffloss.archs import DiffusionPrior
 from basicsr_diffloss.report.train_log import parse_train_log
-from conftest import REPO, TINY_UNET, load_options, write_options, write_paired_split
+from conftest import REPO, tiny_demo_run, write_options
 
 DIFFLOSS_NAME, BASELINE_NAME = 'demo_EDSR_x4_diffloss', 'demo_EDSR_x4_baseline'
 
@@ -37,15 +35,7 @@ def run_in(folder, function, *args):
 def compared(tmp_path_factory):
     """The demo's +DiffLoss option file, shrunk, compared after 2 iterations per run (``--iters 2``)."""
     root = tmp_path_factory.mktemp('compare')
-    write_paired_split(root / 'datasets' / 'demo', 'train', count=3, size=64, seed=0)
-    write_paired_split(root / 'datasets' / 'demo', 'val', count=2, size=96, seed=1)
-    torch.manual_seed(0)
-    DiffusionPrior(unet=dict(TINY_UNET)).unet.save_pretrained(root / 'prior')
-    opt = load_options('options/train/demo/train_EDSR_x4_demo_diffloss.yml')
-    opt['network_g'].update(num_feat=8, num_block=1)
-    opt['datasets']['train'].update(gt_size=32, batch_size_per_gpu=2)
-    opt['train']['diffusion_opt'].update(prior=dict(type='DiffusionPrior', pretrained=str(root / 'prior')),
-                                         crop_size=16)
+    opt = tiny_demo_run(root, val_count=2, val_size=96)
     opt['val'].update(val_freq=1, prior_diagnostics=dict(timesteps=[100, 700], max_images=1))
     opt['val']['metrics']['niqe']['type'] = 'calculate_niqe_or_nan'  # BasicSR's fails on 96 px images
     opt['logger'].update(print_freq=1, save_checkpoint_freq=2)

@@ -8,7 +8,7 @@ import torch
 
 from basicsr.archs import build_network
 from basicsr_diffloss.archs import DiffusionPrior
-from conftest import TINY_UNET, load_options, run_module, write_options, write_paired_split
+from conftest import TINY_UNET, load_options, run_module, tiny_demo_run, write_options
 
 TINY_EDSR = dict(num_feat=8, num_block=1)
 
@@ -22,16 +22,8 @@ def shrink_restorer_options(opt):
 def trained_demo(tmp_path_factory):
     """The demo's L1 + DiffLoss option file, trained 2 iterations on tiny demo-layout data with a tiny prior."""
     root = tmp_path_factory.mktemp('demo_run')
-    write_paired_split(root / 'datasets' / 'demo', 'train', count=3, size=64, seed=0)
-    write_paired_split(root / 'datasets' / 'demo', 'val', count=1, size=256, seed=1)
-    torch.manual_seed(0)
-    DiffusionPrior(unet=dict(TINY_UNET)).unet.save_pretrained(root / 'prior')
-
-    opt = shrink_restorer_options(load_options('options/train/demo/train_EDSR_x4_demo_diffloss.yml'))
-    opt['datasets']['train'].update(gt_size=32, batch_size_per_gpu=2)
+    opt = tiny_demo_run(root)
     opt['train']['total_iter'] = 2
-    opt['train']['diffusion_opt']['prior']['pretrained'] = str(root / 'prior')
-    opt['train']['diffusion_opt']['crop_size'] = 16
     opt['val']['val_freq'] = 2
     opt['logger'].update(print_freq=1, save_checkpoint_freq=2)
     option_file = write_options(opt, root / 'train.yml')

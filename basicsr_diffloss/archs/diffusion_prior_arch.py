@@ -2,7 +2,6 @@
 import os
 from os import path as osp
 
-import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from diffusers import DDPMScheduler, UNet2DModel
 from torch import nn
