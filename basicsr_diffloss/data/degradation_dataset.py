@@ -9,9 +9,7 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from .degradations import Bicubic, build_degradations
-
-IMAGE_SUFFIXES = tuple(suffix for lower in ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
-                       for suffix in (lower, lower.upper()))
+from .image_crop_dataset import IMAGE_SUFFIXES
 
 
 def random_augment(image, rng, hflip, rotation):

@@ -9,7 +9,9 @@ from basicsr.utils import FileClient, imfrombytes, img2tensor, scandir
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+# basicsr's scandir matches suffixes case-sensitively: list both cases.
+IMAGE_SUFFIXES = tuple(suffix for lower in ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+                       for suffix in (lower, lower.upper()))
 
 
 @DATASET_REGISTRY.register()
