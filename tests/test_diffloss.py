@@ -77,8 +77,8 @@ def test_noise_and_t_are_shared_and_the_target_branch_keeps_no_graph(tiny_prior,
     calls = []
     original_forward = tiny_prior.forward
 
-    def recording_forward(x_t, t):
-        eps, h = original_forward(x_t, t)
+    def recording_forward(x_t, t, **kwargs):
+        eps, h = original_forward(x_t, t, **kwargs)
         calls.append(dict(x_t=x_t, t=t, grad_enabled=torch.is_grad_enabled(), eps=eps, h=h))
         return eps, h
 
@@ -130,7 +130,8 @@ def test_num_samples_averages_several_draws(tiny_prior, batch, monkeypatch):
     pred, gt = batch
     batch_sizes = []
     original_forward = tiny_prior.forward
-    monkeypatch.setattr(tiny_prior, 'forward', lambda x_t, t: batch_sizes.append(len(t)) or original_forward(x_t, t))
+    monkeypatch.setattr(tiny_prior, 'forward',
+                        lambda x_t, t, **kw: batch_sizes.append(len(t)) or original_forward(x_t, t, **kw))
     DiffLoss(prior=tiny_prior, num_samples=3)(pred, gt)
     assert batch_sizes == [3 * len(pred)] * 2
 

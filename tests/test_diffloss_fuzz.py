@@ -59,29 +59,6 @@ def test_diffloss_never_crashes_outside_documented_errors(case):
     assert special is None and (shape[1] in (1, 3))
 
 
-@pytest.mark.parametrize('dtype', ['bf16', 'fp16'])
-def test_low_precision_prior_matches_fp32_gradient_and_value(dtype):
-    """bf16 keeps about 3 significant digits: each UNet output is off by about 1% on this random prior, and the loss,
-    a difference of two outputs, by up to 2%. The gradient's direction is what training needs."""
-    torch.manual_seed(5)
-    pred, target = torch.rand(2, 3, 16, 16, requires_grad=True), torch.rand(2, 3, 16, 16)
-    results = {}
-    for name in ('fp32', dtype):
-        prior = DiffusionPrior(unet=dict(TINY_UNET))
-        prior.load_state_dict(PRIOR.state_dict())
-        loss = DiffLoss(prior=prior, h_weight=1.0, dtype=name, seed=0)
-        try:
-            value = loss(pred, target)
-        except RuntimeError as error:  # a kernel this CPU build lacks for the dtype
-            pytest.skip(f'{dtype} is not supported on this CPU: {error}')
-        gradient, = torch.autograd.grad(value, pred)
-        results[name] = value.detach(), gradient.flatten()
-    cosine = torch.nn.functional.cosine_similarity(results['fp32'][1], results[dtype][1], dim=0)
-    relative = ((results[dtype][0] - results['fp32'][0]) / results['fp32'][0]).abs()
-    print(f'\n{dtype}: gradient cosine similarity with fp32 {cosine:.5f}, loss relative difference {relative:.2e}')
-    assert cosine >= 0.99 and relative <= 0.02
-
-
 def test_generator_state_round_trip_repeats_the_draws():
     pred, target = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
     loss = DiffLoss(prior=PRIOR, seed=1)

@@ -2,6 +2,7 @@
 import os
 from os import path as osp
 
+import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from diffusers import DDPMScheduler, UNet2DModel
 from torch import nn
@@ -13,6 +14,10 @@ ARCH_REGISTRY.register(UNet2DModel)
 
 PREDICTION_TYPES = {'eps': 'epsilon', 'epsilon': 'epsilon', 'v': 'v_prediction', 'v_prediction': 'v_prediction',
                     'sample': 'sample', 'x0': 'sample'}
+
+
+class _MiddleBlockReached(Exception):
+    """Raised by the middle-block hook to end a features-only UNet pass before the decoder runs."""
 
 
 def _prior_folders(pretrained):
@@ -91,9 +96,11 @@ class DiffusionPrior(nn.Module):
             ``learn_sigma``, ``use_new_attention_order``, ...). Its ``diffusion_steps`` and ``noise_schedule`` give
             the schedule. See docs/priors.md. Default: None (``pretrained`` is a diffusers folder).
 
-    ``forward(x_t, t, class_labels=None)`` takes noised images in [-1, 1] and integer timesteps (and class labels
-    for a class-conditional UNet) and returns ``(eps, h)``: the predicted noise (the first 3 of 6 channels for a
-    learned-sigma UNet) and the middle block's output (the "h-space").
+    ``forward(x_t, t, class_labels=None, features_only=False)`` takes noised images in [-1, 1] and integer
+    timesteps (and class labels for a class-conditional UNet) and returns ``(eps, h)``: the predicted noise (the first
+    3 of 6 channels for a learned-sigma UNet) and the middle block's output (the "h-space"). With
+    ``features_only=True`` the pass stops after the middle block (the encoder half of the cost) and eps is None.
+    ``set_execution`` chooses precision, memory format, gradient checkpointing and compilation.
     """
 
     def __init__(self, pretrained=None, unet=None, prediction_type=None, num_train_timesteps=None,
@@ -139,12 +146,39 @@ class DiffusionPrior(nn.Module):
         self.size_factor = 2**(len(config.block_out_channels) - 1)
 
         self._h = None
+        self._stop_after_mid_block = False
+        self.dtype = torch.float32
+        self.memory_format = torch.contiguous_format
         self.unet.mid_block.register_forward_hook(self._keep_mid_block_output)
         self.requires_grad_(False)
         super().train(False)
 
     def _keep_mid_block_output(self, module, inputs, output):
         self._h = output
+        if self._stop_after_mid_block:
+            raise _MiddleBlockReached
+
+    def set_execution(self, dtype=torch.float32, channels_last=False, gradient_checkpointing=False, compile=False):
+        """How the UNet runs; none of these changes what it computes beyond rounding.
+
+        Args:
+            dtype (torch.dtype): the UNet's weights and activations (inputs are cast to it in ``forward``).
+            channels_last (bool): NHWC weights and inputs (faster convolutions on tensor-core GPUs).
+            gradient_checkpointing (bool): recompute each block's activations in the backward pass instead of
+                storing them (diffusers' checkpointing: only passes that record a graph are affected).
+            compile (bool): ``torch.compile`` the UNet in place (the first calls of each new shape are slow).
+        """
+        # nn.Module.to: diffusers' own .to warns about fp32-only modules, and UNet2DModel has none.
+        nn.Module.to(self.unet, dtype=dtype)
+        self.dtype = dtype
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        nn.Module.to(self.unet, memory_format=self.memory_format)
+        if gradient_checkpointing:
+            self.unet.enable_gradient_checkpointing()
+        else:
+            self.unet.disable_gradient_checkpointing()
+        if compile:
+            self.unet.compile()
 
     def train(self, mode=True):
         """The prior is frozen: it stays in eval mode whatever the caller asks."""
@@ -168,15 +202,29 @@ class DiffusionPrior(nn.Module):
             return abar.sqrt() * output + (1 - abar).sqrt() * x_t
         return (x_t - abar.sqrt() * output) / (1 - abar).sqrt()  # 'sample'
 
-    def forward(self, x_t, t, class_labels=None):
+    def to_x0(self, eps, x_t, t):
+        """The clean image implied by predicted noise: ``(x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)``."""
+        abar = self.abar(t)
+        return (x_t.float() - (1 - abar).sqrt() * eps.float()) / abar.sqrt()
+
+    def forward(self, x_t, t, class_labels=None, features_only=False):
         if x_t.shape[1] != self.in_channels:
             raise ValueError(f'DiffusionPrior expects {self.in_channels}-channel images, got shape {tuple(x_t.shape)}.')
         if class_labels is None and self.unet.class_embedding is not None:
             raise ValueError('DiffusionPrior: this UNet is class-conditional and needs class_labels, which DiffLoss '
                              'does not give; use an unconditional prior (e.g. guided_diffusion preset '
                              '256x256_diffusion_uncond).')
-        output = self.unet(x_t, t, class_labels=class_labels).sample
+        unet_input = x_t.to(self.dtype).contiguous(memory_format=self.memory_format)
+        self._stop_after_mid_block = features_only
+        try:
+            output = self.unet(unet_input, t, class_labels=class_labels).sample
+        except _MiddleBlockReached:
+            output = None
+        finally:
+            self._stop_after_mid_block = False
+        h, self._h = self._h, None
+        if output is None:
+            return None, h
         if self.learned_sigma:
             output = output[:, :self.in_channels]
-        h, self._h = self._h, None
         return self.to_eps(output, x_t, t), h

@@ -28,13 +28,16 @@ class PixelAndDiffusionLoss(nn.Module):
         self.pixel = pixel
         self.diffusion = diffusion
         self.last_terms = OrderedDict()
+        self.current_iter = None  # set by the model before each step, for DiffLoss's application schedule
 
     def forward(self, output, gt):
         terms = OrderedDict()
         if self.pixel is not None:
             terms['l_pix'] = self.pixel(output, gt)
-        terms.update(self.diffusion.terms(output, gt))
+        terms.update(self.diffusion.terms(output, gt, self.current_iter))
         self.last_terms = terms
+        if not terms:  # no pixel loss and an iteration the diffusion schedule skips: a zero that keeps the graph
+            return output.sum() * 0
         return sum(terms.values())
 
     def pop_terms(self):
@@ -77,6 +80,8 @@ class DiffusionConstraintMixin:
                              f'datasets.train.gt_size {gt_size}; use at most {gt_size}.')
 
     def optimize_parameters(self, current_iter):
+        if self.cri_diff is not None:
+            self.cri_pix.current_iter = current_iter
         try:
             super().optimize_parameters(current_iter)
         except NonFiniteInputError as error:

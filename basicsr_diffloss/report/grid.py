@@ -40,7 +40,7 @@ def choose_crops(pairs, size, count):
     return sorted(candidates, key=lambda crop: -crop[4])[:count]
 
 
-def save_grid(images, crops, path, title):
+def save_grid(images, crops, path, title, labels=COLUMNS):
     """Draw the crops of every column and save a PNG.
 
     Args:
@@ -48,6 +48,7 @@ def save_grid(images, crops, path, title):
         crops (list): from :func:`choose_crops`.
         path (str): the PNG to write.
         title (str): the figure's title.
+        labels (tuple): the four column titles. Default: ``COLUMNS``.
     """
     cell = 2.4
     figure, axes = plt.subplots(len(crops), 4, figsize=(4 * cell, len(crops) * cell + 0.6), squeeze=False)
@@ -63,7 +64,7 @@ def save_grid(images, crops, path, title):
             axis.set_xticks([])
             axis.set_yticks([])
             if row == 0:
-                axis.set_title(COLUMNS[column], fontsize=10)
+                axis.set_title(labels[column], fontsize=10)
         axes[row][0].set_ylabel(f'{name}\ny {top}, x {left}\n|diff| {difference:.1f}', fontsize=8)
     figure.suptitle(title, fontsize=11)
     figure.tight_layout()

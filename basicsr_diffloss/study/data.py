@@ -1,0 +1,107 @@
+"""The study's fixed photo split, its two degradations, and the batches every setting of a seed shares."""
+import glob
+import os
+from os import path as osp
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# Validation photos, fixed by name: none of them trained the shipped default prior (see its MODEL_CARD.md).
+VALIDATION_PHOTOS = ('mate_Aqua', 'mate_Dune', 'mate_Garden', 'mate_LadyBird', 'mate_Storm', 'mate_Wood',
+                     'mate_YellowFlower', 'lomiri_Dragonfly_by_Bolly', 'lomiri_greentock_by_Peter_Nerlich',
+                     'plasma_contents')
+
+
+def load_photos(folder, scale=0.5):
+    """Every PNG/JPEG of ``folder`` as float32 RGB (H, W, 3) in [0, 1], resized by ``scale`` (area filter)."""
+    photos = {}
+    for path in sorted(glob.glob(osp.join(folder, '*'))):
+        image = cv2.imread(path, cv2.IMREAD_COLOR) if path.lower().endswith(('.png', '.jpg', '.jpeg')) else None
+        if image is None:
+            continue
+        if scale != 1:
+            image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        photos[osp.splitext(osp.basename(path))[0]] = cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+    if not photos:
+        raise FileNotFoundError(f"no photos in '{folder}' (expected PNG or JPEG files).")
+    return photos
+
+
+def split_photos(photos):
+    """``(train, validation)`` dicts; validation holds the ``VALIDATION_PHOTOS`` that are present."""
+    validation = {name: image for name, image in photos.items() if name in VALIDATION_PHOTOS}
+    train = {name: image for name, image in photos.items() if name not in VALIDATION_PHOTOS}
+    if not validation or not train:
+        raise ValueError(f'the photo split needs training photos and some of {VALIDATION_PHOTOS}; found '
+                         f'{sorted(photos)}.')
+    return train, validation
+
+
+class Task:
+    """A restoration task: ``sr4`` (bicubic x4 down-sampling, antialiased) or ``dn25`` (Gaussian noise, sigma 25/255).
+
+    Attributes: ``scale`` (output / input size), ``gt_patch`` (training GT patch side), ``crop_border`` (pixels left
+    out of PSNR/SSIM/NIQE at each side).
+    """
+
+    def __init__(self, name):
+        if name not in ('sr4', 'dn25'):
+            raise ValueError(f"study task '{name}' is not one of ['sr4', 'dn25'].")
+        self.name = name
+        self.scale = 4 if name == 'sr4' else 1
+        self.gt_patch = 64 if name == 'sr4' else 48
+        self.crop_border = 4 if name == 'sr4' else 0
+
+    def degrade(self, gt, generator):
+        """The LQ images of a (B, 3, H, W) batch in [0, 1]; noise comes from ``generator``."""
+        if self.name == 'sr4':
+            size = (gt.shape[-2] // 4, gt.shape[-1] // 4)
+            return F.interpolate(gt, size=size, mode='bicubic', antialias=True, align_corners=False).clamp(0, 1)
+        return gt + torch.randn(gt.shape, generator=generator) * (25 / 255)
+
+    def start_output(self, lq, gt_shape):
+        """What a restorer outputs early in training, to calibrate loss weights: the bicubic upscale, or the input."""
+        if self.name == 'sr4':
+            return F.interpolate(lq, size=gt_shape[-2:], mode='bicubic', align_corners=False).clamp(0, 1)
+        return lq.clamp(0, 1)
+
+
+def training_batches(photos, task, batch_size, seed):
+    """An endless iterator of ``(lq, gt)``: random GT patches with random flips, the same for a given seed."""
+    generator = torch.Generator().manual_seed(seed)
+    images = [torch.from_numpy(image).permute(2, 0, 1) for image in photos.values()]
+    size = task.gt_patch
+    while True:
+        patches = []
+        for index in torch.randint(len(images), (batch_size, ), generator=generator).tolist():
+            image = images[index]
+            top = int(torch.randint(image.shape[1] - size + 1, (), generator=generator))
+            left = int(torch.randint(image.shape[2] - size + 1, (), generator=generator))
+            patch = image[:, top:top + size, left:left + size]
+            flips = [dim for dim, draw in zip((1, 2), torch.randint(2, (2, ), generator=generator).tolist()) if draw]
+            patches.append(patch.flip(flips) if flips else patch)
+        gt = torch.stack(patches)
+        yield task.degrade(gt, generator), gt
+
+
+def validation_pairs(photos, task, size=256, seed=0):
+    """``{name: (lq, gt)}``: the central ``size`` square of each photo and its fixed degradation, as (1, 3, H, W)."""
+    generator = torch.Generator().manual_seed(seed)
+    pairs = {}
+    for name, image in photos.items():
+        height, width = image.shape[:2]
+        top, left = (height - size) // 2, (width - size) // 2
+        gt = torch.from_numpy(np.ascontiguousarray(image[top:top + size, left:left + size])).permute(2, 0, 1)[None]
+        pairs[name] = (task.degrade(gt, generator), gt)
+    return pairs
+
+
+def save_rgb(path, image):
+    """Write a (1, 3, H, W) tensor in [0, 1] as an 8-bit PNG; return the uint8 BGR array."""
+    array = (image[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    cv2.imwrite(path, array)
+    return array

@@ -1,0 +1,91 @@
+"""The study's loss settings, each added to a pixel loss at a strength calibrated against it.
+
+A setting's strength is the ratio of its gradient norm to the pixel loss's, measured on the outputs a restorer gives
+early in training (Task.start_output). Calibrating every term to the same ratio makes "a second fidelity term" and
+the diffusion terms comparable: a gain that MSE or a low-pass term at the same strength also gives is not the prior's.
+"""
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+
+from ..losses import DiffLoss
+
+# name: pixel loss, optional extra term, its gradient ratio to the pixel loss, and DiffLoss options for the extra.
+SETTINGS = OrderedDict([
+    ('l1', dict(pixel='l1')),
+    ('mse', dict(pixel='mse')),
+    ('l1+mse', dict(pixel='l1', extra='mse', ratio=0.5)),
+    ('l1+lowpass', dict(pixel='l1', extra='lowpass', ratio=0.5)),
+    ('eps', dict(pixel='l1', extra='diffloss', ratio=0.5, diffusion=dict())),
+    ('eps_snr', dict(pixel='l1', extra='diffloss', ratio=0.5, diffusion=dict(t_weighting='snr'))),
+    ('eps_augment', dict(pixel='l1', extra='diffloss', ratio=0.5, diffusion=dict(augment=True))),
+    ('x0', dict(pixel='l1', extra='diffloss', ratio=0.5, diffusion=dict(space='x0'))),
+    ('h', dict(pixel='l1', extra='diffloss', ratio=0.5, diffusion=dict(eps_weight=0.0, h_weight=1.0))),
+    ('score_difference', dict(pixel='l1', extra='diffloss', ratio=1.0,
+                              diffusion=dict(gradient='score_difference'))),
+    ('sds_unpaired', dict(pixel='l1', extra='diffloss', ratio=0.25,
+                          diffusion=dict(reference='noise', gradient='score_difference'))),
+])
+
+
+def low_pass_l1(output, gt, factor=4):
+    """L1 between 4x4 average-pooled images: a second fidelity term that only sees low frequencies."""
+    return F.l1_loss(F.avg_pool2d(output, factor), F.avg_pool2d(gt, factor))
+
+
+PIXEL_LOSSES = {'l1': F.l1_loss, 'mse': F.mse_loss}
+
+
+class StudyLoss:
+    """The pixel loss of a setting plus its extra term at a calibrated weight; ``terms`` returns both for logging.
+
+    Args:
+        setting (dict): an entry of ``SETTINGS``.
+        prior (DiffusionPrior | None): the prior for DiffLoss settings.
+        seed (int): DiffLoss's generator seed.
+        t_range (list | None): overrides the DiffLoss preset's t range.
+        crop_size (int | None): DiffLoss ``crop_size`` (the study uses the size the prior was trained on).
+    """
+
+    def __init__(self, setting, prior=None, seed=0, t_range=None, crop_size=None):
+        self.pixel = PIXEL_LOSSES[setting['pixel']]
+        self.kind = setting.get('extra')
+        self.ratio = setting.get('ratio', 0.0)
+        self.weight = 1.0
+        self.diffloss = None
+        if self.kind == 'diffloss':
+            options = dict(eps_weight=1.0, crop_size=crop_size, **setting['diffusion'])
+            if t_range is not None:
+                options['t_range'] = t_range
+            self.diffloss = DiffLoss(prior=prior, seed=seed, **options)
+        self.seed = seed
+
+    def _extra(self, output, gt, current_iter=None):
+        if self.kind == 'mse':
+            return F.mse_loss(output, gt)
+        if self.kind == 'lowpass':
+            return low_pass_l1(output, gt)
+        return sum(self.diffloss.terms(output, gt, current_iter).values())
+
+    def calibrate(self, batches, task):
+        """Set the extra term's weight so that its gradient norm is ``ratio`` times the pixel loss's, averaged over
+        ``batches`` of start outputs; returns the weight."""
+        if self.kind is None:
+            return 0.0
+        pixel_norm, extra_norm = 0.0, 0.0
+        for lq, gt in batches:
+            output = task.start_output(lq, gt.shape).requires_grad_(True)
+            pixel_norm += torch.autograd.grad(self.pixel(output, gt), output)[0].norm().item()
+            extra_norm += torch.autograd.grad(self._extra(output, gt), output)[0].norm().item()
+        self.weight = self.ratio * pixel_norm / extra_norm
+        if self.diffloss is not None:
+            self.diffloss.manual_seed(self.seed)  # training draws do not depend on the calibration's
+        return self.weight
+
+    def terms(self, output, gt, current_iter):
+        """``{'l_pix': ..., 'l_extra': ...}`` (the extra term weighted), for the sum and the log."""
+        terms = OrderedDict(l_pix=self.pixel(output, gt))
+        if self.kind is not None:
+            terms['l_extra'] = self.weight * self._extra(output, gt, current_iter)
+        return terms

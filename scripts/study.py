@@ -1,0 +1,231 @@
+"""The DiffLoss study: which settings change restorations, compared with baselines that cost nothing.
+
+For each task (x4 SR, sigma-25 colour denoising), setting (basicsr_diffloss.study.settings.SETTINGS) and seed, it
+trains a small EDSR from the same initialisation on the same batches (both fixed by the seed), evaluates it on the
+fixed validation photos (basicsr_diffloss.study.data.VALIDATION_PHOTOS, central 256 px crops of the half-resolution
+photos), and writes ``runs/<task>/<setting>_s<seed>.json`` (per-image PSNR/SSIM-Y, NIQE, HaarPSI, GMSD; ms/step;
+the calibrated weight; the loss log) and the restored images. Runs whose JSON exists are not repeated, so several
+processes can share the work and a stopped study can go on. Then it writes ``study.md``: for every setting the metric
+means and the paired per-image differences against L1 with their standard error, win counts and per-seed means,
+and grids of the crops where each setting differs most from L1.
+
+    python scripts/study.py --tasks sr4 dn25 --seeds 0 1 --iters 3000 --output results/study
+    python scripts/study.py --report_only --output results/study
+
+Every extra term is calibrated to a fixed ratio of the pixel loss's gradient (see settings.py). Use
+``OMP_NUM_THREADS`` to share a machine between processes.
+"""
+import argparse
+import json
+import math
+import os
+import time
+from os import path as osp
+
+import cv2
+import torch
+
+import basicsr_diffloss  # noqa: F401  (repairs basicsr and registers everything)
+from basicsr.archs.edsr_arch import EDSR
+from basicsr.metrics import calculate_psnr, calculate_ssim
+from basicsr_diffloss.archs import DiffusionPrior
+from basicsr_diffloss.metrics import calculate_gmsd, calculate_haarpsi, calculate_niqe_or_nan
+from basicsr_diffloss.report.grid import choose_crops, save_grid
+from basicsr_diffloss.study.data import Task, load_photos, save_rgb, split_photos, training_batches, validation_pairs
+from basicsr_diffloss.study.settings import SETTINGS, StudyLoss
+from basicsr_diffloss.study.statistics import LOWER_IS_BETTER, metric_means, paired_difference
+
+METRICS = ('psnr_y', 'ssim_y', 'niqe', 'haarpsi', 'gmsd')
+BASELINE = 'l1'
+
+
+def build_restorer(task, num_feat, num_block):
+    """EDSR (BasicSR) at the task's scale: x4 for SR, x1 (no upsampler) for denoising."""
+    return EDSR(num_in_ch=3, num_out_ch=3, num_feat=num_feat, num_block=num_block, upscale=task.scale,
+                res_scale=1, img_range=1.0)
+
+
+def image_metrics(output, gt, crop_border):
+    """Per-image metrics of uint8 BGR images."""
+    return dict(psnr_y=calculate_psnr(output, gt, crop_border, test_y_channel=True),
+                ssim_y=calculate_ssim(output, gt, crop_border, test_y_channel=True),
+                niqe=float(calculate_niqe_or_nan(output, crop_border)),
+                haarpsi=calculate_haarpsi(output, gt, crop_border),
+                gmsd=calculate_gmsd(output, gt, crop_border))
+
+
+def train_and_evaluate(args, task, name, seed, train_photos, pairs, prior, run_dir):
+    """One run; returns its record (also written as JSON by the caller)."""
+    torch.manual_seed(seed)
+    restorer = build_restorer(task, args.num_feat, args.num_block)
+    loss = StudyLoss(SETTINGS[name], prior=prior, seed=seed, t_range=args.t_range, crop_size=args.crop_size)
+    calibration = training_batches(train_photos, task, args.batch, seed + 1000)
+    weight = loss.calibrate([next(calibration) for _ in range(4)], task)
+    optimizer = torch.optim.Adam(restorer.parameters(), lr=args.lr, betas=(0.9, 0.99))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.iters, eta_min=args.lr / 100)
+    batches = training_batches(train_photos, task, args.batch, seed)
+    log, start = [], time.perf_counter()
+    for iteration in range(1, args.iters + 1):
+        lq, gt = next(batches)
+        terms = loss.terms(restorer(lq), gt, iteration)
+        optimizer.zero_grad(set_to_none=True)
+        sum(terms.values()).backward()
+        optimizer.step()
+        scheduler.step()
+        if iteration % args.log_every == 0 or iteration == args.iters:
+            log.append(dict(iter=iteration, **{key: round(value.item(), 6) for key, value in terms.items()}))
+    ms_per_step = (time.perf_counter() - start) * 1000 / args.iters
+    restorer.eval()
+    metrics = {}
+    with torch.no_grad():
+        for image_name, (lq, gt) in pairs.items():
+            output = save_rgb(osp.join(run_dir, f'{image_name}.png'), restorer(lq))
+            reference = save_rgb(osp.join(args.output, 'gt', task.name, f'{image_name}.png'), gt)
+            metrics[image_name] = image_metrics(output, reference, task.crop_border)
+    return dict(task=task.name, setting=name, seed=seed, iters=args.iters, weight=weight,
+                ratio=SETTINGS[name].get('ratio', 0.0), crop_size=args.crop_size, ms_per_step=ms_per_step, log=log,
+                metrics=metrics,
+                restorer=dict(num_feat=args.num_feat, num_block=args.num_block, batch=args.batch, lr=args.lr))
+
+
+def run_all(args):
+    train_photos, validation_photos = split_photos(load_photos(args.photos, args.photo_scale))
+    prior = DiffusionPrior(pretrained=args.prior)
+    for task_name in args.tasks:
+        task = Task(task_name)
+        pairs = validation_pairs(validation_photos, task, args.val_size)
+        for lq_name, (lq, _) in pairs.items():
+            save_rgb(osp.join(args.output, 'lq', task.name, f'{lq_name}.png'), lq)
+        for seed in args.seeds:
+            for name in args.settings:
+                record_path = osp.join(args.output, 'runs', task.name, f'{name}_s{seed}.json')
+                if osp.exists(record_path):
+                    continue
+                started = time.time()
+                record = train_and_evaluate(args, task, name, seed, train_photos, pairs, prior,
+                                            osp.join(args.output, 'outputs', task.name, f'{name}_s{seed}'))
+                record['wall_s'] = time.time() - started
+                os.makedirs(osp.dirname(record_path), exist_ok=True)
+                with open(record_path + '.partial', 'w') as file:
+                    json.dump(record, file, indent=1)
+                os.replace(record_path + '.partial', record_path)
+                print(f"{task.name} {name} seed {seed}: {record['ms_per_step']:.0f} ms/step, "
+                      f"PSNR-Y {sum(m['psnr_y'] for m in record['metrics'].values()) / len(pairs):.3f}", flush=True)
+
+
+def load_runs(output, task):
+    """``{(setting, seed): metrics}`` and ``{setting: [records]}`` of a task's finished runs."""
+    runs, records = {}, {}
+    folder = osp.join(output, 'runs', task)
+    for file_name in sorted(os.listdir(folder)) if osp.isdir(folder) else []:
+        if file_name.endswith('.json'):
+            with open(osp.join(folder, file_name)) as file:
+                record = json.load(file)
+            runs[(record['setting'], record['seed'])] = record['metrics']
+            records.setdefault(record['setting'], []).append(record)
+    return runs, records
+
+
+def _difference_cell(result, digits):
+    if result is None:
+        return 'n/a'
+    se = '' if math.isnan(result['se']) else f" ± {result['se']:.{digits}f}"
+    return f"{result['mean']:+.{digits}f}{se}"
+
+
+def task_report(args, task):
+    """The markdown section of one task, and its grids."""
+    runs, records = load_runs(args.output, task)
+    if not records:
+        return ''
+    names = [name for name in SETTINGS if name in records]
+    first = records[names[0]][0]
+    lines = [f'## {task}', '', f"EDSR num_feat {first['restorer']['num_feat']}, num_block "
+             f"{first['restorer']['num_block']}, batch {first['restorer']['batch']}, {first['iters']} iterations, "
+             f"Adam lr {first['restorer']['lr']} (cosine); {len(runs[(names[0], first['seed'])])} validation images.",
+             '', '| setting | strength (x pixel grad) | seeds | ms/step | ' + ' | '.join(METRICS) + ' |',
+             '|---' * (4 + len(METRICS)) + '|']
+    for name in names:
+        seeds = sorted(record['seed'] for record in records[name])
+        ms = sum(record['ms_per_step'] for record in records[name]) / len(records[name])
+        means = ' | '.join(f'{metric_means(runs, name, metric):.4f}' for metric in METRICS)
+        lines.append(f"| {name} | {records[name][0]['ratio']} | {','.join(map(str, seeds))} | {ms:.0f} | {means} |")
+    lines += ['', f'Paired differences against {BASELINE} (per image, averaged over the shared seeds; ± standard '
+              'error over images; wins: images that improved; per seed: the mean difference of each seed).', '',
+              '| setting | dPSNR-Y (dB) | wins | per seed | dSSIM-Y | dNIQE | dHaarPSI | dGMSD |', '|---' * 8 + '|']
+    for name in names:
+        if name == BASELINE:
+            continue
+        results = {metric: paired_difference(runs, name, BASELINE, metric) for metric in METRICS}
+        psnr = results['psnr_y']
+        if psnr is None:
+            continue
+        per_seed = ', '.join(f'{value:+.3f}' for value in psnr['per_seed'])
+        lines.append(f"| {name} | {_difference_cell(psnr, 3)} | {psnr['wins']}/{psnr['images']} | {per_seed} | "
+                     f"{_difference_cell(results['ssim_y'], 4)} | {_difference_cell(results['niqe'], 3)} | "
+                     f"{_difference_cell(results['haarpsi'], 4)} | {_difference_cell(results['gmsd'], 4)} |")
+    lines += ['', f'Lower is better for {", ".join(LOWER_IS_BETTER)}. Grids (seed {first["seed"]}, the crops where '
+              f'each setting differs most from {BASELINE}):', '']
+    for name in names:
+        grid = _save_setting_grid(args, task, name, first['seed'])
+        if grid:
+            lines.append(f'- {name}: `{grid}`')
+    return '\n'.join(lines) + '\n'
+
+
+def _save_setting_grid(args, task, name, seed):
+    if name == BASELINE:
+        return None
+    folders = {key: osp.join(args.output, 'outputs', task, f'{label}_s{seed}')
+               for key, label in (('baseline', BASELINE), ('diffloss', name))}
+    if not all(osp.isdir(folder) for folder in folders.values()):
+        return None
+    images = {}
+    for file_name in sorted(os.listdir(folders['baseline'])):
+        image_name = osp.splitext(file_name)[0]
+        images[image_name] = {key: cv2.imread(osp.join(folder, file_name)) for key, folder in folders.items()}
+        images[image_name]['gt'] = cv2.imread(osp.join(args.output, 'gt', task, file_name))
+        images[image_name]['lq'] = cv2.imread(osp.join(args.output, 'lq', task, file_name))
+    crops = choose_crops({key: (value['baseline'], value['diffloss']) for key, value in images.items()}, 64, 3)
+    path = osp.join(args.output, f'grid_{task}_{name}.png')
+    save_grid(images, crops, path, f'{task}: {BASELINE} vs {name} (seed {seed})',
+              labels=('LQ (bicubic to GT size)', BASELINE, name, 'GT'))
+    return path
+
+
+def write_report(args):
+    sections = [task_report(args, task) for task in ('sr4', 'dn25')]
+    path = osp.join(args.output, 'study.md')
+    with open(path, 'w') as file:
+        file.write('# DiffLoss study\n\n' + '\n'.join(section for section in sections if section))
+    print(f'report: {path}')
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--tasks', nargs='+', default=['sr4', 'dn25'], choices=['sr4', 'dn25'])
+    parser.add_argument('--settings', nargs='+', default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1])
+    parser.add_argument('--iters', type=int, default=3000, help='training iterations per run (default: 3000)')
+    parser.add_argument('--batch', type=int, default=8, help='batch size (default: 8)')
+    parser.add_argument('--lr', type=float, default=5e-4, help='Adam learning rate, cosine decay (default: 5e-4)')
+    parser.add_argument('--num_feat', type=int, default=32, help='EDSR channels (default: 32)')
+    parser.add_argument('--num_block', type=int, default=4, help='EDSR residual blocks (default: 4)')
+    parser.add_argument('--prior', default='default', help="DiffusionPrior 'pretrained' (default: default)")
+    parser.add_argument('--t_range', nargs=2, type=int, default=None, help="DiffLoss t_range (default: preset's)")
+    parser.add_argument('--crop_size', type=int, default=32,
+                        help='DiffLoss crop_size (default: 32, the crop size the default prior was trained on)')
+    parser.add_argument('--photos', default=osp.join('..', 'shared', 'data', 'photos'), help='photo folder')
+    parser.add_argument('--photo_scale', type=float, default=0.5, help='photo resize factor (default: 0.5)')
+    parser.add_argument('--val_size', type=int, default=256, help='validation crop side (default: 256)')
+    parser.add_argument('--log_every', type=int, default=100)
+    parser.add_argument('--output', default=osp.join('results', 'study'))
+    parser.add_argument('--report_only', action='store_true', help='only write study.md from finished runs')
+    args = parser.parse_args()
+    if not args.report_only:
+        run_all(args)
+    write_report(args)
+
+
+if __name__ == '__main__':
+    main()

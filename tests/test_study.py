@@ -1,0 +1,78 @@
+"""The study's statistics, its fixed split, its calibration and a tiny end-to-end run of scripts/study.py."""
+import json
+import math
+import subprocess
+import sys
+from os import path as osp
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from basicsr_diffloss.study.data import VALIDATION_PHOTOS, Task, split_photos, training_batches
+from basicsr_diffloss.study.settings import SETTINGS, StudyLoss
+from basicsr_diffloss.study.statistics import paired_difference
+from conftest import REPO, smooth_image
+
+
+def test_paired_difference_averages_seeds_per_image_and_counts_wins():
+    runs = {('l1', 0): {'a': dict(psnr_y=30.0, niqe=5.0), 'b': dict(psnr_y=20.0, niqe=6.0)},
+            ('l1', 1): {'a': dict(psnr_y=31.0, niqe=5.0), 'b': dict(psnr_y=21.0, niqe=6.0)},
+            ('x', 0): {'a': dict(psnr_y=30.5, niqe=4.0), 'b': dict(psnr_y=19.0, niqe=6.5)},
+            ('x', 1): {'a': dict(psnr_y=31.5, niqe=math.nan), 'b': dict(psnr_y=21.0, niqe=6.5)}}
+    psnr = paired_difference(runs, 'x', 'l1', 'psnr_y')
+    assert psnr['per_seed'] == [-0.25, 0.25]  # seed 0: (+0.5 - 1.0) / 2, seed 1: (+0.5 + 0) / 2
+    assert psnr['mean'] == pytest.approx(0.0) and psnr['wins'] == 1 and psnr['images'] == 2
+    assert psnr['se'] == pytest.approx(np.std([0.5, -0.5], ddof=1) / math.sqrt(2))
+    niqe = paired_difference(runs, 'x', 'l1', 'niqe')  # image a has a NaN: left out; lower is better
+    assert niqe['images'] == 1 and niqe['mean'] == pytest.approx(0.5) and niqe['wins'] == 0
+    assert paired_difference(runs, 'y', 'l1', 'psnr_y') is None
+
+
+def test_split_is_fixed_by_name():
+    photos = {name: None for name in ('mate_Aqua', 'mate_Dune', 'other', 'another')}
+    train, validation = split_photos(photos)
+    assert sorted(validation) == ['mate_Aqua', 'mate_Dune'] and sorted(train) == ['another', 'other']
+    with pytest.raises(ValueError, match='photo split'):
+        split_photos({'other': None})
+
+
+def test_batches_repeat_for_a_seed_and_differ_between_seeds():
+    photos = {'p': np.random.default_rng(0).random((80, 90, 3), dtype=np.float32)}
+    task = Task('sr4')
+    first, again, other = (next(training_batches(photos, task, 2, seed)) for seed in (0, 0, 1))
+    assert torch.equal(first[1], again[1]) and torch.equal(first[0], again[0]) and not torch.equal(first[1], other[1])
+    assert first[0].shape == (2, 3, 16, 16) and first[1].shape == (2, 3, 64, 64)
+
+
+@pytest.mark.parametrize('name', ['l1+lowpass', 'eps', 'score_difference'])
+def test_calibration_sets_the_gradient_ratio(tiny_prior, name):
+    photos = {'p': np.random.default_rng(0).random((80, 90, 3), dtype=np.float32)}
+    task = Task('dn25')
+    batches = training_batches(photos, task, 2, 0)
+    loss = StudyLoss(SETTINGS[name], prior=tiny_prior, seed=0, crop_size=16)
+    batch = next(batches)
+    loss.calibrate([batch], task)
+    output = task.start_output(*batch[:1], batch[1].shape).requires_grad_(True)
+    terms = loss.terms(output, batch[1], current_iter=None)
+    pixel, extra = (torch.autograd.grad(value, output, retain_graph=True)[0].norm() for value in terms.values())
+    assert extra / pixel == pytest.approx(SETTINGS[name]['ratio'], rel=1e-3)
+
+
+def test_study_script_runs_and_reports(tmp_path, tiny_prior_folder):
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for name in (VALIDATION_PHOTOS[0], 'train_a', 'train_b'):
+        cv2.imwrite(str(photos / f'{name}.png'), smooth_image(rng, 160, 160))
+    output = tmp_path / 'study'
+    command = [sys.executable, osp.join(REPO, 'scripts', 'study.py'), '--tasks', 'sr4', '--settings', 'l1', 'eps',
+               '--seeds', '0', '1', '--iters', '2', '--batch', '2', '--num_feat', '8', '--num_block', '1',
+               '--prior', str(tiny_prior_folder), '--crop_size', '16', '--photos', str(photos), '--photo_scale', '1',
+               '--val_size', '64', '--log_every', '1', '--output', str(output)]
+    subprocess.run(command, check=True, cwd=tmp_path, timeout=300)
+    record = json.loads((output / 'runs' / 'sr4' / 'eps_s1.json').read_text())
+    assert record['weight'] > 0 and set(record['metrics']) == {VALIDATION_PHOTOS[0]} and len(record['log']) == 2
+    report = (output / 'study.md').read_text()
+    assert '| eps |' in report and 'grid_sr4_eps.png' in report and (output / 'grid_sr4_eps.png').is_file()
