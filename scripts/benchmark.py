@@ -1,45 +1,65 @@
-"""What DiffLoss costs: ms per full training step, peak memory, and the FLOP floor, side by side in one run.
+"""What DiffLoss costs: ms per full training step, peak memory and the FLOP floor, side by side in one run.
 
-A step is the restorer's forward, the loss, the backward pass and an Adam step. Configurations:
-- restorers: EDSR (x4, 64 features, 16 blocks, GT 192, batch 16: BasicSR's EDSR-M setting) and SwinIR (classical x4:
-  embed 180, depths and heads 6 x 6, window 8, GT 192, batch 4 per GPU);
-- losses: ``l1``; ``l1+vgg`` (BasicSR PerceptualLoss, VGG19 conv5_4, random weights: none can be downloaded);
-  ``l1+diffloss`` with a prior shape: ``default`` (the shipped 4.3M prior), ``ddpm256`` (google/ddpm-*-256 UNet shape,
-  114M) or ``adm256`` (guided-diffusion 256x256_diffusion_uncond shape, 552M), random weights, under each variant of
-  ``VARIANTS`` (DiffLoss speed options).
+A step is what BasicSR's SRModel does per iteration: the restorer's forward pass, the loss, the backward pass and an
+Adam step. Configurations:
 
-For each configuration it prints ms/step (median over ``--repeats`` sweeps), the ratio to ``l1`` and to ``l1+vgg``
-of the same restorer in the same run, peak memory (CUDA only: the CPU has no per-configuration peak counter, so
-'n/a'), the FLOPs of one step counted by ``torch.utils.flop_counter.FlopCounterMode`` (matrix multiplies and
-convolutions, forward and backward), and the ratio of the time to its FLOP floor: FLOPs divided by a matrix-multiply
-rate this script measures on the device in the dtype that runs them. For DiffLoss it also gives the part DiffLoss
-adds: ``(ms - l1 ms) / ((FLOPs - l1 FLOPs) / rate)``, the goal being at most 1.5.
+- restorers (``RESTORERS``): EDSR x4 (64 features, 16 blocks; GT 192, batch 16: BasicSR's EDSR-M setting) and SwinIR
+  classical x4 (embed 180, depths and heads 6 x 6, window 8, MLP ratio 2, pixelshuffle; LQ 64 = GT 256, batch 4 per
+  GPU: the paper's 32 over 8 GPUs);
+- losses: ``l1``; ``l1+vgg`` (BasicSR PerceptualLoss on VGG19 conv5_4, random weights: none can be downloaded);
+  ``l1+diffloss``: L1 + DiffLoss on a prior of one shape, random weights except ``default``: ``default`` (the shipped
+  4.3M prior), ``ddpm256`` (google/ddpm-ema-church-256's UNet, 113.7M) or ``adm256`` (guided-diffusion
+  256x256_diffusion_uncond, 552.8M), under each DiffLoss variant of ``VARIANTS`` (its speed options).
 
-    # GPU (docs/performance.md): the ADM-256 goal, then every prior shape
-    python scripts/benchmark.py --device cuda --restorers edsr --priors adm256 --gt-size 256 --batch 4
-    python scripts/benchmark.py --device cuda --restorers edsr swinir --priors default ddpm256 adm256
-    # how the cost grows with image size and batch (plot)
-    python scripts/benchmark.py --device cuda --scaling --priors adm256 --variants bf16 --plot docs/images/scaling.png
-    # CPU, tiny shapes (what CI runs)
+Configurations are timed round robin (``--repeats`` sweeps, each rebuilding the configuration from scratch, median
+taken), so that the ratios compare times taken side by side. For each it reports:
+
+- ms/step (warm-up steps first; for ``every: k`` the mean over a multiple of k steps), and its ratio to ``l1`` and to
+  ``l1+vgg`` of the same restorer in the same run;
+- peak memory over the timed steps (CUDA ``max_memory_allocated``; 'n/a' on the CPU, which has no per-configuration
+  peak counter);
+- the FLOPs of one step, counted by ``torch.utils.flop_counter.FlopCounterMode`` (matrix products, convolutions and
+  attention, forward and backward, eager; ``every``/``probability`` scale the DiffLoss part by the share of steps that
+  apply it; gradient checkpointing's recomputation is not counted: it is not part of the floor);
+- ``x floor``: the time over the FLOP floor, i.e. FLOPs divided by the matrix-multiply rate this script measures on
+  the device (fp32 for the restorer and VGG, the variant's dtype for the prior; on CUDA fp32 is measured with TF32
+  when cuDNN convolutions may use it, the fastest they can run);
+- for DiffLoss, the part it adds: ``(ms - l1 ms) / ((FLOPs - l1 FLOPs) / rate)``; the goal is at most 1.5.
+
+``--scaling`` instead times L1 and L1+DiffLoss (one restorer, prior and variant) against GT size and batch size,
+reports 'OOM' where CUDA runs out of memory, and plots ms/step and peak memory (``--plot``).
+
+    # GPU: the ADM-256 goal, then every prior shape and variant (long: compile variants compile in every sweep)
+    python scripts/benchmark.py --device cuda --restorers edsr --priors adm256 --variants bf16 bf16+compile
+    python scripts/benchmark.py --device cuda --out benchmark.md --json benchmark.json
+    # how the cost grows with GT size and batch
+    python scripts/benchmark.py --device cuda --scaling --restorers edsr --priors adm256 --variants bf16 \\
+        --plot scaling.png
+    # CPU, tiny shapes (what tests/test_benchmark.py runs), a few seconds
     python scripts/benchmark.py --tiny
+    python scripts/benchmark.py --tiny --scaling --plot scaling.png
 """
 import argparse
+import contextlib
 import copy
+import dataclasses
 import gc
 import json
-import os
+import shlex
 import statistics
 import sys
 import tempfile
 import time
+from os import path as osp
 
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
 import basicsr_diffloss  # noqa: F401  (repairs basicsr and registers everything)
 import basicsr.archs.vgg_arch as vgg_arch
-import torchvision
+import diffusers
 from basicsr.archs.edsr_arch import EDSR
 from basicsr.archs.swinir_arch import SwinIR
 from basicsr.losses.basic_loss import PerceptualLoss
@@ -48,7 +68,7 @@ from basicsr_diffloss.losses import DiffLoss
 from basicsr_diffloss.losses.diffloss_loss import DTYPES
 from basicsr_diffloss.priors.guided_diffusion import resolve_flags, unet_config
 
-# DiffLoss speed options, by name. Add a line to benchmark another combination.
+# DiffLoss options of each named variant. Add a line to benchmark another combination; each names its dtype.
 VARIANTS = {
     'fp32': dict(dtype='fp32'),
     'bf16': dict(dtype='bf16'),
@@ -61,11 +81,23 @@ VARIANTS = {
     'bf16+every4': dict(dtype='bf16', every=4),
     'bf16+score_difference': dict(dtype='bf16', gradient='score_difference'),
 }
-DEFAULT_VARIANTS = ['fp32', 'bf16', 'fp16', 'bf16+channels_last', 'bf16+compile', 'bf16+compile+channels_last',
-                    'bf16+checkpointing', 'bf16+encoder_only', 'bf16+every4', 'bf16+score_difference']
-TINY_VARIANTS = ['fp32', 'bf16', 'bf16+encoder_only', 'bf16+every4', 'bf16+score_difference']
+TINY_VARIANTS = ['fp32', 'bf16', 'bf16+channels_last', 'bf16+checkpointing', 'bf16+encoder_only', 'bf16+every4',
+                 'bf16+score_difference']
+# Options that change how the prior runs but not the FLOPs that the method needs (checkpointing's recomputation is
+# overhead above the floor), and the schedule options, whose share of applied steps scales the DiffLoss FLOPs.
+EXECUTION_OPTIONS = ('dtype', 'channels_last', 'gradient_checkpointing', 'compile')
+SCHEDULE_OPTIONS = ('every', 'probability')
 
-# google/ddpm-ema-church-256's UNet (config.json of the diffusers pipeline); ADM-256 comes from the converter's preset.
+SCALE = 4
+# Each restorer's usual training setting (GT patch side, batch per GPU) and a description for the output.
+RESTORERS = {
+    'edsr': dict(gt_size=192, batch=16, about='EDSR x4, 64 features, 16 blocks (BasicSR EDSR-M: GT 192, batch 16)'),
+    'swinir': dict(gt_size=256, batch=4, about='SwinIR classical x4, embed 180, 6x6 blocks/heads, window 8, '
+                   'pixelshuffle (LQ 64 = GT 256, batch 32 over 8 GPUs: 4 per GPU)'),
+}
+TINY_RESTORER = dict(gt_size=32, batch=2)
+
+# google/ddpm-ema-church-256's UNet (the diffusers pipeline's unet/config.json); ADM-256 comes from the converter.
 DDPM_256 = dict(sample_size=256, in_channels=3, out_channels=3, layers_per_block=2,
                 block_out_channels=(128, 128, 256, 256, 512, 512),
                 down_block_types=('DownBlock2D', ) * 4 + ('AttnDownBlock2D', 'DownBlock2D'),
@@ -73,10 +105,58 @@ DDPM_256 = dict(sample_size=256, in_channels=3, out_channels=3, layers_per_block
 TINY_PRIOR = dict(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
                   down_block_types=('DownBlock2D', 'AttnDownBlock2D'), up_block_types=('AttnUpBlock2D', 'UpBlock2D'),
                   norm_num_groups=4, attention_head_dim=8)
+PRIORS = ('tiny', 'default', 'ddpm256', 'adm256')
 
 
-def prior_unet(name):
-    """A DiffusionPrior of the named shape (random weights except ``default``), on the CPU in float32."""
+@dataclasses.dataclass(frozen=True)
+class Configuration:
+    """One row: a restorer at a batch and GT size, a loss (``l1``, ``l1+vgg``, ``l1+diffloss``), a prior and a
+    DiffLoss variant (DiffLoss only)."""
+    restorer: str
+    batch: int
+    gt_size: int
+    loss: str
+    prior: str = None
+    variant: str = None
+
+    @property
+    def name(self):
+        return ' '.join(part for part in (self.loss, self.prior, self.variant) if part)
+
+    @property
+    def options(self):
+        """The DiffLoss options of the variant."""
+        return VARIANTS[self.variant] if self.variant else {}
+
+    @property
+    def prior_dtype(self):
+        return DTYPES[self.options.get('dtype', 'fp32')]
+
+    @property
+    def period(self):
+        """Steps after which DiffLoss's pattern of applied and skipped steps repeats."""
+        return self.options.get('every', 1)
+
+    @property
+    def applied_share(self):
+        """The expected share of steps that apply the DiffLoss term."""
+        return self.options.get('probability', 1.0) / self.period
+
+    def baseline(self, loss):
+        """The configuration of the same restorer, batch and size with another loss."""
+        return Configuration(self.restorer, self.batch, self.gt_size, loss)
+
+
+@dataclasses.dataclass
+class Environment:
+    """What every measurement needs: the device, tiny shapes or not, and the priors built once (CPU, float32)."""
+    device: torch.device
+    tiny: bool
+    priors: dict
+
+
+def build_prior(name):
+    """A DiffusionPrior of the named shape on the CPU in float32 (random weights except ``default``)."""
     torch.manual_seed(0)
     if name == 'tiny':
         return DiffusionPrior(unet=dict(TINY_PRIOR))
@@ -84,323 +164,441 @@ def prior_unet(name):
         return DiffusionPrior(pretrained='default')
     if name == 'ddpm256':
         return DiffusionPrior(unet=dict(DDPM_256))
-    if name == 'adm256':
-        return DiffusionPrior(unet=unet_config(resolve_flags('256x256_diffusion_uncond')))
-    raise ValueError(f"--priors: '{name}' is not one of tiny, default, ddpm256, adm256.")
+    return DiffusionPrior(unet=unet_config(resolve_flags('256x256_diffusion_uncond')))
 
 
-def restorer(name, tiny):
-    """``(network, scale)``: BasicSR's EDSR or SwinIR in their usual x4 settings, or tiny ones."""
+def parameter_count(module):
+    return sum(parameter.numel() for parameter in module.parameters())
+
+
+def build_restorer(name, tiny, gt_size):
+    """BasicSR's EDSR or SwinIR (x4) in their usual settings, or tiny ones."""
     if name == 'edsr':
-        width, blocks = (8, 1) if tiny else (64, 16)
-        return EDSR(3, 3, num_feat=width, num_block=blocks, upscale=4, res_scale=1, img_range=255.), 4
-    if name == 'swinir':
-        if tiny:
-            return SwinIR(upscale=4, img_size=8, window_size=4, embed_dim=12, depths=[1], num_heads=[2], mlp_ratio=2,
-                          upsampler='pixelshuffle', resi_connection='1conv'), 4
-        return SwinIR(upscale=4, img_size=48, window_size=8, img_range=1., embed_dim=180, depths=[6] * 6,
-                      num_heads=[6] * 6, mlp_ratio=2, upsampler='pixelshuffle', resi_connection='1conv'), 4
-    raise ValueError(f"--restorers: '{name}' is not one of edsr, swinir.")
+        return EDSR(3, 3, num_feat=8 if tiny else 64, num_block=1 if tiny else 16, upscale=SCALE, img_range=255.)
+    if tiny:
+        return SwinIR(upscale=SCALE, img_size=gt_size // SCALE, window_size=4, img_range=1., embed_dim=12, depths=[2],
+                      num_heads=[2], mlp_ratio=2, upsampler='pixelshuffle', resi_connection='1conv')
+    return SwinIR(upscale=SCALE, img_size=gt_size // SCALE, window_size=8, img_range=1., embed_dim=180,
+                  depths=[6] * 6, num_heads=[6] * 6, mlp_ratio=2, upsampler='pixelshuffle', resi_connection='1conv')
 
 
-USUAL_BATCH = {'edsr': 16, 'swinir': 4}
-
-
-def perceptual_loss(device):
-    """BasicSR's VGG19 perceptual loss with random weights (BasicSR would download ImageNet weights otherwise)."""
-    path = os.path.join(tempfile.gettempdir(), 'benchmark_vgg19_random.pth')
-    if not os.path.exists(path):
+@contextlib.contextmanager
+def random_vgg_weights():
+    """Within the block BasicSR's VGG loads a randomly initialised VGG19 saved in a temporary file (it would download
+    ImageNet weights otherwise, and there is no need for trained ones to time it)."""
+    original = vgg_arch.VGG_PRETRAIN_PATH
+    with tempfile.TemporaryDirectory() as folder:
         torch.manual_seed(0)
-        torch.save(torchvision.models.vgg19(weights=None).state_dict(), path)
-    vgg_arch.VGG_PRETRAIN_PATH = path
-    return PerceptualLoss({'conv5_4': 1.0}, vgg_type='vgg19', perceptual_weight=1.0, style_weight=0.).to(device)
+        vgg_arch.VGG_PRETRAIN_PATH = osp.join(folder, 'vgg19_random.pth')
+        torch.save(torchvision.models.vgg19().state_dict(), vgg_arch.VGG_PRETRAIN_PATH)
+        try:
+            yield
+        finally:
+            vgg_arch.VGG_PRETRAIN_PATH = original
 
 
-class Configuration:
-    """One row: a restorer, a loss (``l1``, ``l1+vgg`` or ``l1+diffloss``), and for DiffLoss a prior and a variant."""
-
-    def __init__(self, restorer_name, loss, prior=None, variant=None, gt_size=192, batch=16):
-        self.restorer_name, self.loss, self.prior, self.variant = restorer_name, loss, prior, variant
-        self.gt_size, self.batch = gt_size, batch
-        self.label = loss if loss != 'l1+diffloss' else f'l1+diffloss {prior} {variant}'
-
-    @property
-    def options(self):
-        return VARIANTS[self.variant] if self.variant else {}
-
-    @property
-    def compute_dtype(self):
-        return DTYPES[self.options.get('dtype', 'fp32')]
-
-    @property
-    def period(self):
-        """Steps after which the sequence of applied and skipped DiffLoss terms repeats."""
-        return self.options.get('every', 1)
+def check_variants(names):
+    """Build DiffLoss with each variant's options on the tiny prior, so that an option DiffLoss does not take stops the
+    run at once with the variant's name rather than after an hour of measurements."""
+    prior = build_prior('tiny')
+    for name in names:
+        if 'dtype' not in VARIANTS[name]:
+            raise SystemExit(f"benchmark variant {name!r}: name its 'dtype' (the FLOP floor takes that dtype's rate).")
+        try:
+            DiffLoss(prior=prior, **VARIANTS[name])
+        except (TypeError, ValueError) as error:
+            raise SystemExit(f'benchmark variant {name!r}: DiffLoss does not take its options {VARIANTS[name]}: '
+                             f'{error}') from error
 
 
-def build_step(config, device, priors, tiny, eager=False):
-    """A function that runs one training step of ``config``, and the prior's parameter count."""
-    torch.manual_seed(0)
-    network, scale = restorer(config.restorer_name, tiny)
-    network = network.to(device)
-    optimizer = torch.optim.Adam(network.parameters(), lr=1e-4)
-    gt = torch.rand(config.batch, 3, config.gt_size, config.gt_size, device=device)
-    lq = F.interpolate(gt, scale_factor=1 / scale, mode='bicubic', antialias=True).clamp(0, 1)
-    extra, prior_parameters = None, 0
+def build_extra_loss(config, env, options):
+    """The loss added to L1 as a function ``(output, gt) -> scalar``, or None for ``l1``."""
     if config.loss == 'l1+vgg':
-        extra = perceptual_loss(device)
-    elif config.loss == 'l1+diffloss':
-        prior = copy.deepcopy(priors[config.prior]).to(device)
-        prior_parameters = sum(parameter.numel() for parameter in prior.parameters())
-        options = dict(config.options, compile=False) if eager else dict(config.options)
-        extra = DiffLoss(prior=prior, seed=0, **options)
+        perceptual = PerceptualLoss({'conv5_4': 1.0}, vgg_type='vgg19', perceptual_weight=1.0, style_weight=0.)
+        perceptual = perceptual.to(env.device)
+        return lambda output, gt: perceptual(output, gt)[0]
+    if config.loss == 'l1+diffloss':
+        prior = copy.deepcopy(env.priors[config.prior]).to(env.device)
+        return DiffLoss(prior=prior, seed=0, **options)
+    return None
+
+
+def build_step(config, env, options=None):
+    """A fresh training step of ``config`` as a function of no arguments: restorer forward, L1 plus the extra loss,
+    backward, Adam. ``options`` replaces the variant's DiffLoss options."""
+    torch.manual_seed(0)
+    network = build_restorer(config.restorer, env.tiny, config.gt_size).to(env.device)
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-4)
+    gt = torch.rand(config.batch, 3, config.gt_size, config.gt_size, device=env.device)
+    lq = F.interpolate(gt, scale_factor=1 / SCALE, mode='bicubic', antialias=True).clamp(0, 1)
+    extra_loss = build_extra_loss(config, env, config.options if options is None else options)
 
     def step():
         output = network(lq)
         loss = F.l1_loss(output, gt)
-        if extra is not None:
-            extra_loss = extra(output, gt)
-            loss = loss + (extra_loss[0] if isinstance(extra_loss, tuple) else extra_loss)
+        if extra_loss is not None:
+            loss = loss + extra_loss(output, gt)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    return step, prior_parameters
+    return step
 
 
 def synchronize(device):
     if device.type == 'cuda':
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
 
 
-def step_flops(config, device, priors, tiny):
-    """FLOPs of one step (averaged over the variant's period), counted on an eager copy."""
-    step, _ = build_step(config, device, priors, tiny, eager=True)
-    with FlopCounterMode(display=False) as counter:
-        for _ in range(config.period):
-            step()
-    return counter.get_total_flops() / config.period
-
-
-def matmul_rate(device, dtype, size):
-    """Measured multiply-add rate (FLOP/s) of a square matrix product in ``dtype`` on ``device``."""
-    a = torch.randn(size, size, device=device).to(dtype)
-    b = torch.randn(size, size, device=device).to(dtype)
-    for _ in range(2):
-        a @ b
-    synchronize(device)
-    repeats, start = 0, time.perf_counter()
-    while repeats < 3 or time.perf_counter() - start < 0.5:
-        a @ b
-        repeats += 1
-    synchronize(device)
-    return 2 * size**3 * repeats / (time.perf_counter() - start)
-
-
-def time_configuration(config, device, priors, tiny, warmup, steps):
-    """``(ms per step, peak GiB or None, prior parameters)`` of one configuration, built, timed and freed."""
+def free_memory(device):
+    """Drop the previous configuration's tensors and compiled code before the next one is built."""
+    torch._dynamo.reset()
+    gc.collect()
     if device.type == 'cuda':
-        gc.collect()
         torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
+
+
+def round_up(count, period):
+    return -(-count // period) * period
+
+
+def time_configuration(config, env, warmup, steps):
+    """``(ms per step, peak GiB over the timed steps)`` of a freshly built ``config``; ms None when CUDA ran out of
+    memory; peak None on the CPU."""
+    free_memory(env.device)
     try:
-        step, prior_parameters = build_step(config, device, priors, tiny)
-        steps = max(steps // config.period, 1) * config.period
-        for _ in range(warmup * config.period):
+        step = build_step(config, env)
+        for _ in range(round_up(warmup, config.period)):
             step()
-        synchronize(device)
+        synchronize(env.device)
+        if env.device.type == 'cuda':
+            torch.cuda.reset_peak_memory_stats(env.device)
+        steps = round_up(steps, config.period)
         start = time.perf_counter()
         for _ in range(steps):
             step()
-        synchronize(device)
+        synchronize(env.device)
         milliseconds = (time.perf_counter() - start) * 1000 / steps
-    except torch.OutOfMemoryError:
-        return None, None, None
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == 'cuda' else None
-    return milliseconds, peak, prior_parameters
+    except torch.cuda.OutOfMemoryError:
+        return None, None
+    peak = torch.cuda.max_memory_allocated(env.device) / 2**30 if env.device.type == 'cuda' else None
+    return milliseconds, peak
 
 
-def configurations(args):
+def time_round_robin(configs, env, args):
+    """``{config: (median ms or None for OOM, peak GiB or None)}`` over ``args.repeats`` sweeps of all ``configs``."""
+    times = {config: [] for config in configs}
+    peaks = {config: [] for config in configs}
+    for sweep in range(args.repeats):
+        for config in configs:
+            if sweep and not times[config]:
+                continue  # it ran out of memory in the first sweep
+            compiled = config.options.get('compile', False)
+            ms, peak = time_configuration(config, env, args.warmup + (args.compile_warmup if compiled else 0),
+                                          args.steps)
+            if ms is not None:
+                times[config].append(ms)
+                peaks[config].append(peak)
+            print(f'sweep {sweep + 1}/{args.repeats} {config.restorer} {config.batch}x{config.gt_size}^2 '
+                  f"{config.name}: {'OOM' if ms is None else f'{ms:.1f} ms'}", file=sys.stderr, flush=True)
+    free_memory(env.device)
+    return {config: (statistics.median(times[config]) if times[config] else None,
+                     None if None in peaks[config] or not peaks[config] else max(peaks[config]))
+            for config in configs}
+
+
+def counted_flops(config, env):
+    """FLOPs of one eager step of ``config`` that applies the DiffLoss term, without checkpointing's recomputation."""
+    options = {key: value for key, value in config.options.items() if key not in SCHEDULE_OPTIONS}
+    options.update(compile=False, gradient_checkpointing=False)
+    step = build_step(config, env, options if config.loss == 'l1+diffloss' else None)
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def flops_per_step(configs, env):
+    """``{config: mean FLOPs per step}``. Variants that differ only in execution options share one count. The l1
+    configuration of each restorer must run (it is the baseline of the DiffLoss part)."""
+    counts = {}
+
+    def count(config):
+        kept = tuple(sorted((key, value) for key, value in config.options.items()
+                            if key not in EXECUTION_OPTIONS + SCHEDULE_OPTIONS))
+        key = (config.restorer, config.batch, config.gt_size, config.loss, config.prior, kept)
+        if key not in counts:
+            free_memory(env.device)
+            counts[key] = counted_flops(config, env)
+        return counts[key]
+
+    flops = {}
+    for config in configs:
+        flops[config] = count(config)
+        if config.loss == 'l1+diffloss':
+            l1_flops = count(config.baseline('l1'))
+            flops[config] = l1_flops + config.applied_share * (flops[config] - l1_flops)
+    free_memory(env.device)
+    return flops
+
+
+def rate_name(dtype, device):
+    """The dtype's name, marked (TF32) where its rate is measured with TF32 matmuls (see ``matmul_rate``)."""
+    name = str(dtype).replace('torch.', '')
+    tf32 = device.type == 'cuda' and dtype == torch.float32 and torch.backends.cudnn.allow_tf32
+    return name + ' (TF32)' if tf32 else name
+
+
+def matmul_rate(device, dtype, size):
+    """Measured rate (FLOP/s) of a ``size``-square matrix product in ``dtype``. For float32 on CUDA with cuDNN's TF32
+    convolutions allowed (PyTorch's default), with TF32 matmuls: the fastest that float32 convolutions run."""
+    precision = torch.get_float32_matmul_precision()
+    if rate_name(dtype, device).endswith('(TF32)'):
+        torch.set_float32_matmul_precision('high')
+    try:
+        a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
+        for _ in range(3):
+            a @ b
+        synchronize(device)
+        repeats, start = 0, time.perf_counter()
+        while repeats < 3 or time.perf_counter() - start < 0.5:
+            a @ b
+            repeats += 1
+        synchronize(device)
+        return 2 * size**3 * repeats / (time.perf_counter() - start)
+    finally:
+        torch.set_float32_matmul_precision(precision)
+
+
+def ratio(numerator, denominator):
+    return None if numerator is None or denominator is None else numerator / denominator
+
+
+def report_rows(configs, timings, flops, rates, env):
+    """One dict per configuration: times, memory, FLOPs and the ratios, ready for the table and for JSON. A
+    configuration that ran out of memory has ms, FLOPs and ratios None."""
     rows = []
-    for name in args.restorers:
-        batch = args.batch or (2 if args.tiny else USUAL_BATCH[name])
-        gt_size = args.gt_size or (32 if args.tiny else 192)
-        rows += [Configuration(name, 'l1', gt_size=gt_size, batch=batch),
-                 Configuration(name, 'l1+vgg', gt_size=gt_size, batch=batch)]
-        rows += [Configuration(name, 'l1+diffloss', prior, variant, gt_size, batch)
-                 for prior in args.priors for variant in args.variants]
+    for config in configs:
+        ms, peak = timings[config]
+        l1, vgg = config.baseline('l1'), config.baseline('l1+vgg')
+        prior = env.priors.get(config.prior)
+        row = dict(restorer=config.restorer, batch=config.batch, gt_size=config.gt_size, loss=config.loss,
+                   prior=config.prior, variant=config.variant, name=config.name, ms=ms, peak_gib=peak,
+                   flops=flops.get(config), prior_parameters=parameter_count(prior) if prior is not None else 0,
+                   x_l1=ratio(ms, timings[l1][0]), x_vgg=ratio(ms, timings[vgg][0]))
+        if ms is not None:
+            added_flops = flops[config] - flops[l1]
+            floor = flops[l1] / rates[torch.float32] + added_flops / rates[config.prior_dtype]
+            row['x_floor'] = ms / 1000 / floor
+            if config.loss == 'l1+diffloss':
+                row['diffloss_x_floor'] = (ms - timings[l1][0]) / 1000 / (added_flops / rates[config.prior_dtype])
+        rows.append(row)
     return rows
 
 
-def measure(args, rows, device, priors):
-    """Time every row ``--repeats`` times (whole sweeps, so that drift hits all rows alike); count FLOPs once."""
-    warmup = args.warmup
-    times = {row.label + row.restorer_name: [] for row in rows}
-    results = {}
-    for _ in range(args.repeats):
-        for row in rows:
-            compiled = row.options.get('compile', False)
-            ms, peak, parameters = time_configuration(row, device, priors, args.tiny,
-                                                      warmup + (args.compile_warmup if compiled else 0), args.steps)
-            times[row.label + row.restorer_name].append(ms)
-            results[row.label + row.restorer_name] = dict(peak_gib=peak, prior_parameters=parameters)
-    rates = {}
+def cell(value, spec='.2f'):
+    return 'n/a' if value is None else format(value, spec)
+
+
+def markdown_table(rows):
+    """The main table, one line per row of ``report_rows``."""
+    lines = ['| restorer | batch x GT | loss | prior | prior params | variant | ms/step | x L1 | x L1+VGG | peak GiB '
+             '| GFLOP/step | x floor | DiffLoss part x its floor |', '|---' * 13 + '|']
     for row in rows:
-        key = row.label + row.restorer_name
-        measured = [value for value in times[key] if value is not None]
-        results[key]['ms'] = statistics.median(measured) if measured else None
-        results[key]['flops'] = step_flops(row, device, priors, args.tiny) if measured else None
-        if row.compute_dtype not in rates:
-            rates[row.compute_dtype] = matmul_rate(device, row.compute_dtype, args.matmul_size)
-    return results, rates
+        cells = [row['restorer'], f"{row['batch']} x {row['gt_size']}^2", row['loss'], row['prior'] or '',
+                 f"{row['prior_parameters'] / 1e6:.3g}M" if row['prior'] else '', row['variant'] or '',
+                 'OOM' if row['ms'] is None else cell(row['ms'], '.1f'), cell(row['x_l1']), cell(row['x_vgg']),
+                 cell(row['peak_gib']), cell(ratio(row['flops'], 1e9), '.4g'), cell(row.get('x_floor')),
+                 cell(row.get('diffloss_x_floor'))]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
 
 
-def table(args, rows, results, rates, device):
-    """The markdown table (and a JSON-ready list of rows)."""
-    fp32_rate = rates[torch.float32]
-    lines = ['| restorer | batch x GT | loss | prior params | ms/step | x L1 | x L1+VGG | peak GiB | GFLOP/step | '
-             'x floor | DiffLoss part x its floor |', '|---' * 11 + '|']
-    records = []
-    for row in rows:
-        result = results[row.label + row.restorer_name]
-        l1 = results['l1' + row.restorer_name]
-        vgg = results['l1+vgg' + row.restorer_name]
-        ms, flops = result['ms'], result['flops']
-        record = dict(restorer=row.restorer_name, batch=row.batch, gt_size=row.gt_size, loss=row.label,
-                      prior_parameters=result['prior_parameters'], ms=ms, peak_gib=result['peak_gib'], flops=flops)
-        if ms is not None:
-            extra_flops = flops - l1['flops']
-            floor = l1['flops'] / fp32_rate + extra_flops / rates[row.compute_dtype]
-            record.update(x_l1=ms / l1['ms'], x_vgg=ms / vgg['ms'], x_floor=ms / 1000 / floor)
-            if row.loss == 'l1+diffloss':
-                record['diffloss_x_floor'] = (ms - l1['ms']) / 1000 / (extra_flops / rates[row.compute_dtype])
-        records.append(record)
-
-        def cell(key, digits):
-            value = record.get(key)
-            return 'n/a' if value is None else f'{value:.{digits}f}'
-
-        oom = ms is None
-        lines.append(
-            f"| {row.restorer_name} | {row.batch} x {row.gt_size}^2 | {row.label} | "
-            f"{(result['prior_parameters'] or 0) / 1e6:.3g}M | {'OOM' if oom else cell('ms', 1)} | {cell('x_l1', 2)} | "
-            f"{cell('x_vgg', 2)} | {cell('peak_gib', 1)} | "
-            f"{'n/a' if flops is None else f'{flops / 1e9:.4g}'} | {cell('x_floor', 2)} | "
-            f"{cell('diffloss_x_floor', 2)} |")
-    name = torch.cuda.get_device_name() if device.type == 'cuda' else f'CPU ({torch.get_num_threads()} threads)'
-    rate_text = ', '.join(f'{str(dtype).split(".")[-1]} {rate / 1e12:.2f}' for dtype, rate in rates.items())
-    header = [f'Device: {name}; torch {torch.__version__}; measured matmul rate (TFLOP/s, {args.matmul_size}^2): '
-              f'{rate_text}.', f"Command: `python {' '.join(sys.argv)}`", '']
-    return '\n'.join(header + lines) + '\n', records
+def device_name(device):
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    return f'CPU, {torch.get_num_threads()} threads'
 
 
-def scaling(args, device, priors):
-    """ms/step and peak memory of L1 and L1+DiffLoss against GT size (batch fixed) and batch (size fixed)."""
-    variant = args.variants[0]
-    restorer_name = args.restorers[0]
-    sweeps = {'size': [(size, args.batch or 4) for size in args.sizes],
-              'batch': [(args.gt_size or (32 if args.tiny else 256), batch) for batch in args.batches]}
-    curves = {}
-    for axis, points in sweeps.items():
-        for loss in ('l1', 'l1+diffloss'):
-            values = []
-            for size, batch in points:
-                config = Configuration(restorer_name, loss, args.priors[0], variant if loss != 'l1' else None,
-                                       size, batch)
-                compiled = config.options.get('compile', False)
-                ms, peak, _ = time_configuration(config, device, priors, args.tiny,
-                                                 args.warmup + (args.compile_warmup if compiled else 0), args.steps)
-                values.append(dict(size=size, batch=batch, ms=ms, peak_gib=peak))
-                print(f'{axis}: {loss} batch {batch} x {size}^2: ' + ('OOM' if ms is None else f'{ms:.1f} ms'),
-                      flush=True)
-            curves[f'{axis} {loss}'] = values
-    return curves
+def header(args, argv, env, restorers, rates=None):
+    """Markdown lines: the device, versions, restorer settings, timing settings, measured rates and the command."""
+    lines = [f'Device: {device_name(env.device)}; torch {torch.__version__}; diffusers {diffusers.__version__}.']
+    if env.device.type == 'cuda':
+        lines.append(f'cuDNN benchmark on (as in BasicSR training); TF32 convolutions '
+                     f"{'on' if torch.backends.cudnn.allow_tf32 else 'off'}; float32 matmul precision "
+                     f'{torch.get_float32_matmul_precision()}.')
+    if rates:
+        measured = ', '.join(f'{rate_name(dtype, env.device)} {rate / 1e12:.3g}' for dtype, rate in rates.items())
+        lines.append(f'Measured matmul rate ({args.matmul_size}^2, TFLOP/s): {measured}.')
+    about = '; '.join('tiny ' + name if env.tiny else RESTORERS[name]['about'] for name in restorers)
+    lines.append(f'Restorers: {about}. Warm-up {args.warmup} steps (+{args.compile_warmup} with compile), '
+                 f'{args.steps} timed steps, median of {args.repeats} sweeps.')
+    lines.append(f"Command: `python {osp.relpath(__file__)} {shlex.join(argv)}`")
+    return '\n'.join(lines)
+
+
+def comparison_configs(args):
+    """The rows of the main table: per restorer, L1, L1+VGG and L1+DiffLoss for each prior and variant."""
+    configs = []
+    for name in args.restorers:
+        usual = TINY_RESTORER if args.tiny else RESTORERS[name]
+        batch, gt_size = args.batch or usual['batch'], args.gt_size or usual['gt_size']
+        configs += [Configuration(name, batch, gt_size, 'l1'), Configuration(name, batch, gt_size, 'l1+vgg')]
+        configs += [Configuration(name, batch, gt_size, 'l1+diffloss', prior, variant)
+                    for prior in args.priors for variant in args.variants]
+    return configs
+
+
+def compare(args, argv, env):
+    """The main table: every configuration's time, memory, FLOPs and ratios. Returns (markdown, JSON-ready dict)."""
+    configs = comparison_configs(args)
+    with random_vgg_weights():
+        timings = time_round_robin(configs, env, args)
+        flops = flops_per_step([config for config in configs if timings[config][0] is not None], env)
+    dtypes = dict.fromkeys([torch.float32] + [config.prior_dtype for config in configs])
+    rates = {dtype: matmul_rate(env.device, dtype, args.matmul_size) for dtype in dtypes}
+    rows = report_rows(configs, timings, flops, rates, env)
+    markdown = header(args, argv, env, args.restorers, rates) + '\n\n' + markdown_table(rows) + '\n'
+    record = dict(device=device_name(env.device), torch=torch.__version__, command=argv,
+                  matmul_tflops={rate_name(dtype, env.device): rate / 1e12 for dtype, rate in rates.items()},
+                  rows=rows)
+    return markdown, record
+
+
+def scaling_configs(args):
+    """``{'size': [...], 'batch': [...]}``: L1 and L1+DiffLoss against GT size (batch fixed) and batch (size fixed)."""
+    restorer, prior, variant = args.restorers[0], args.priors[0], args.variants[0]
+    fixed_batch = args.batch or (TINY_RESTORER['batch'] if args.tiny else 4)
+    fixed_size = args.gt_size or (TINY_RESTORER['gt_size'] if args.tiny else 256)
+    points = {'size': [(fixed_batch, size) for size in args.sizes],
+              'batch': [(batch, fixed_size) for batch in args.batches]}
+    return {axis: [config for batch, size in pairs
+                   for config in (Configuration(restorer, batch, size, 'l1'),
+                                  Configuration(restorer, batch, size, 'l1+diffloss', prior, variant))]
+            for axis, pairs in points.items()}
 
 
 def plot_scaling(curves, path, title):
+    """ms/step (top) and peak memory (bottom) against GT size (left) and batch (right), one line per loss."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    figure, axes = plt.subplots(2, 2, figsize=(10, 7))
-    for column, axis_name in enumerate(('size', 'batch')):
+    figure, axes = plt.subplots(2, 2, figsize=(10, 7), sharex='col')
+    for column, axis in enumerate(('size', 'batch')):
+        key = 'gt_size' if axis == 'size' else 'batch'
         for loss in ('l1', 'l1+diffloss'):
-            points = [point for point in curves[f'{axis_name} {loss}'] if point['ms'] is not None]
-            xs = [point[axis_name] for point in points]
-            axes[0][column].plot(xs, [point['ms'] for point in points], 'o-', label=loss)
-            if all(point['peak_gib'] is not None for point in points):
-                axes[1][column].plot(xs, [point['peak_gib'] for point in points], 'o-', label=loss)
-        for row, unit in enumerate(('ms / step', 'peak GiB (CUDA only)')):
-            axes[row][column].set_xlabel('GT side (px)' if axis_name == 'size' else 'batch size')
-            axes[row][column].set_ylabel(unit)
-            axes[row][column].set_xscale('log', base=2)
-            axes[row][column].legend()
-            axes[row][column].grid(alpha=0.3)
-    figure.suptitle(title, fontsize=10)
+            points = [row for row in curves[axis] if row['loss'] == loss]
+            ran = [row for row in points if row['ms'] is not None]
+            oom = [row[key] for row in points if row['ms'] is None]
+            label = loss + (f' (OOM at {oom})' if oom else '')
+            axes[0][column].plot([row[key] for row in ran], [row['ms'] for row in ran], 'o-', label=label)
+            if ran and all(row['peak_gib'] is not None for row in ran):
+                axes[1][column].plot([row[key] for row in ran], [row['peak_gib'] for row in ran], 'o-', label=label)
+        ticks = sorted({row[key] for row in curves[axis]})
+        for row, unit in enumerate(('ms / step', 'peak GiB (CUDA max_memory_allocated)')):
+            panel = axes[row][column]
+            panel.set_xlabel('GT side (px)' if axis == 'size' else 'batch size')
+            panel.set_ylabel(unit)
+            panel.set_xscale('log', base=2)
+            panel.set_xticks(ticks, [str(tick) for tick in ticks])
+            panel.grid(alpha=0.3)
+            if panel.lines:
+                panel.legend()
+            else:
+                panel.text(0.5, 0.5, 'n/a on the CPU', ha='center', transform=panel.transAxes)
+    figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
 
 
-def parse_args(argv=None):
+def scaling(args, argv, env):
+    """The scaling tables (and the plot). Returns (markdown, JSON-ready dict)."""
+    curves = scaling_configs(args)
+    configs = list(dict.fromkeys(config for axis in curves.values() for config in axis))
+    timings = time_round_robin(configs, env, args)
+    record = dict(device=device_name(env.device), torch=torch.__version__, command=argv)
+    restorer, prior, variant = args.restorers[0], args.priors[0], args.variants[0]
+    sweeps = (f"By size at batch {curves['size'][0].batch}, by batch at GT {curves['batch'][0].gt_size}: L1 and "
+              f'L1+DiffLoss with prior {prior} ({parameter_count(env.priors[prior]) / 1e6:.3g}M), variant {variant}.')
+    sections = [header(args, argv, env, [restorer]) + '\n' + sweeps]
+    for axis, axis_configs in curves.items():
+        rows = []
+        for config in axis_configs:
+            ms, peak = timings[config]
+            rows.append(dict(restorer=config.restorer, batch=config.batch, gt_size=config.gt_size, loss=config.loss,
+                             name=config.name, ms=ms, peak_gib=peak,
+                             x_l1=ratio(ms, timings[config.baseline('l1')][0])))
+        record[axis] = rows
+        lines = [f'By {axis}:', '', '| batch x GT | loss | ms/step | x L1 | peak GiB |', '|---' * 5 + '|']
+        lines += [f"| {row['batch']} x {row['gt_size']}^2 | {row['name']} | "
+                  f"{'OOM' if row['ms'] is None else cell(row['ms'], '.1f')} | {cell(row['x_l1'])} | "
+                  f"{cell(row['peak_gib'])} |" for row in rows]
+        sections.append('\n'.join(lines))
+    plot_scaling(record, args.plot, f'{restorer}: L1 and L1+DiffLoss (prior {prior}, {variant}) on '
+                 f'{device_name(env.device)}; torch {torch.__version__}')
+    return '\n\n'.join(sections) + '\n', record
+
+
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--tiny', action='store_true', help='tiny shapes for a CPU check (CI)')
-    parser.add_argument('--restorers', nargs='+', default=['edsr', 'swinir'], choices=['edsr', 'swinir'])
-    parser.add_argument('--priors', nargs='+', default=None, choices=['tiny', 'default', 'ddpm256', 'adm256'],
-                        help='prior shapes (default: default ddpm256 adm256; with --tiny: tiny, 2 levels)')
-    parser.add_argument('--variants', nargs='+', default=None, choices=list(VARIANTS),
-                        help='DiffLoss variants (default: all; with --tiny: a fast subset)')
-    parser.add_argument('--batch', type=int, default=None, help='batch size (default: the restorer\'s usual)')
-    parser.add_argument('--gt-size', type=int, default=None, help='GT patch side (default: 192; tiny: 32)')
-    parser.add_argument('--warmup', type=int, default=None, help='warm-up steps (default: 3; tiny: 1)')
-    parser.add_argument('--compile-warmup', type=int, default=5, help='extra warm-up steps when compiling')
-    parser.add_argument('--steps', type=int, default=None, help='timed steps (default: 10; tiny: 2)')
-    parser.add_argument('--repeats', type=int, default=None, help='sweeps, median taken (default: 3; tiny: 1)')
-    parser.add_argument('--matmul-size', type=int, default=None, help='matmul side for the rate (default: 8192 '
-                        'on CUDA, 1024 on CPU, 256 tiny)')
-    parser.add_argument('--out', help='also write the markdown table here')
-    parser.add_argument('--json', help='also write the rows as JSON here')
-    parser.add_argument('--scaling', action='store_true', help='sweep GT size and batch instead; needs --plot')
-    parser.add_argument('--sizes', nargs='+', type=int, default=None, help='GT sides (default: 128 256 512)')
-    parser.add_argument('--batches', nargs='+', type=int, default=None, help='batch sizes (default: 1 2 4 8 16)')
-    parser.add_argument('--plot', help='the scaling plot (PNG)')
+    parser.add_argument('--device', default=None, help='cpu or cuda (default: cuda if available; cpu with --tiny)')
+    parser.add_argument('--tiny', action='store_true', help='tiny restorers and prior, a few steps: a CPU check')
+    parser.add_argument('--restorers', nargs='+', default=list(RESTORERS), choices=list(RESTORERS), metavar='NAME',
+                        help=f"{', '.join(RESTORERS)} (default: all)")
+    parser.add_argument('--priors', nargs='+', choices=PRIORS, metavar='NAME',
+                        help=f"prior shapes: {', '.join(PRIORS)} (default: all but tiny; with --tiny: tiny)")
+    parser.add_argument('--variants', nargs='+', choices=list(VARIANTS), metavar='NAME',
+                        help=f"DiffLoss variants: {', '.join(VARIANTS)} (default: all; with --tiny: "
+                        f"{', '.join(TINY_VARIANTS)})")
+    parser.add_argument('--batch', type=int, help="batch size (default: each restorer's usual)")
+    parser.add_argument('--gt-size', type=int, help="GT patch side (default: each restorer's usual)")
+    parser.add_argument('--warmup', type=int, help='warm-up steps (default: 3; tiny: 1)')
+    parser.add_argument('--compile-warmup', type=int, help='extra warm-up steps with compile (default: 5; tiny: 1)')
+    parser.add_argument('--steps', type=int, help='timed steps (default: 10; tiny: 2)')
+    parser.add_argument('--repeats', type=int, help='round-robin sweeps, median taken (default: 3; tiny: 1)')
+    parser.add_argument('--matmul-size', type=int, help='matrix side for the rate (default: 8192 CUDA, 2048 CPU, '
+                        '256 tiny)')
+    parser.add_argument('--out', help='also write the markdown here')
+    parser.add_argument('--json', help='also write the measurements here')
+    parser.add_argument('--scaling', action='store_true',
+                        help='time L1 and L1+DiffLoss (first restorer, prior and variant) against size and batch')
+    parser.add_argument('--sizes', nargs='+', type=int, help='GT sides for --scaling (default: 128 256 512)')
+    parser.add_argument('--batches', nargs='+', type=int, help='batch sizes for --scaling (default: 1 2 4 8 16)')
+    parser.add_argument('--plot', help='the --scaling plot (PNG)')
     args = parser.parse_args(argv)
-    args.priors = args.priors or (['tiny'] if args.tiny else ['default', 'ddpm256', 'adm256'])
-    args.variants = args.variants or (TINY_VARIANTS if args.tiny else DEFAULT_VARIANTS)
-    args.warmup = args.warmup if args.warmup is not None else (1 if args.tiny else 3)
-    args.steps = args.steps or (2 if args.tiny else 10)
-    args.repeats = args.repeats or (1 if args.tiny else 3)
-    args.matmul_size = args.matmul_size or (256 if args.tiny else 8192 if args.device == 'cuda' else 1024)
-    args.sizes = args.sizes or ([16, 32] if args.tiny else [128, 256, 512])
-    args.batches = args.batches or ([1, 2] if args.tiny else [1, 2, 4, 8, 16])
     if args.scaling and not args.plot:
         parser.error('--scaling needs --plot FILE.png')
+    tiny = args.tiny
+    args.device = args.device or ('cuda' if torch.cuda.is_available() and not tiny else 'cpu')
+    args.priors = args.priors or (['tiny'] if tiny else ['default', 'ddpm256', 'adm256'])
+    args.variants = args.variants or (TINY_VARIANTS if tiny else list(VARIANTS))
+    defaults = dict(warmup=(1, 3), compile_warmup=(1, 5), steps=(2, 10), repeats=(1, 3),
+                    sizes=([16, 32], [128, 256, 512]), batches=([1, 2], [1, 2, 4, 8, 16]),
+                    matmul_size=(256, 8192 if args.device.startswith('cuda') else 2048))
+    for name, (tiny_value, value) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, tiny_value if tiny else value)
     return args
 
 
 def main(argv=None):
+    """Run the benchmark; returns the JSON-ready record of what was measured."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
+    check_variants(args.variants)
     device = torch.device(args.device)
-    priors = {name: prior_unet(name) for name in args.priors}
-    if args.scaling:
-        curves = scaling(args, device, priors)
-        plot_scaling(curves, args.plot, f'{args.restorers[0]} + prior {args.priors[0]} ({args.variants[0]}) on '
-                     f'{device.type}; torch {torch.__version__}')
-        if args.json:
-            with open(args.json, 'w') as file:
-                json.dump(curves, file, indent=1)
-        return curves
-    rows = configurations(args)
-    results, rates = measure(args, rows, device, priors)
-    markdown, records = table(args, rows, results, rates, device)
+    if device.type == 'cuda':
+        torch.backends.cudnn.benchmark = True
+    env = Environment(device, args.tiny, {name: build_prior(name) for name in args.priors})
+    markdown, record = (scaling if args.scaling else compare)(args, argv, env)
     print(markdown)
     if args.out:
         with open(args.out, 'w') as file:
             file.write(markdown)
     if args.json:
         with open(args.json, 'w') as file:
-            json.dump(records, file, indent=1)
-    return records
+            json.dump(record, file, indent=1)
+    return record
 
 
 if __name__ == '__main__':
