@@ -194,3 +194,10 @@ def test_prior_diagnostics_picture(tiny_prior):
     assert not np.array_equal(diagnostics.picture(gt * 0.5, gt), picture)
     with pytest.raises(ValueError, match='timesteps'):
         PriorDiagnostics(diffloss, timesteps=[1000])
+
+
+def test_niqe_is_nan_on_a_degenerate_image():
+    """A collapsed restorer's output (a fine periodic pattern) makes BasicSR's NIQE fail to converge."""
+    y, x = np.mgrid[:256, :256]
+    pattern = np.repeat((((x + y) % 2 == 0) * 80 + 100).astype(np.uint8)[..., None], 3, axis=2)
+    assert math.isnan(metric('calculate_niqe_or_nan', pattern, crop_border=4))

@@ -1,4 +1,5 @@
 """NIQE that returns NaN, with a warning, on images too small for it instead of failing the validation."""
+import numpy as np
 from basicsr.metrics import calculate_niqe
 from basicsr.metrics.metric_util import reorder_image
 from basicsr.utils.registry import METRIC_REGISTRY
@@ -23,11 +24,16 @@ def calculate_niqe_or_nan(img, crop_border, input_order='HWC', convert_to='y', *
         convert_to (str): measure the ``y`` channel of YCbCr or ``gray``. Default: ``y``.
         **kwargs: other options of the YAML block (e.g. ``better: lower``), ignored as BasicSR does.
 
-    Needs, after ``crop_border``, one side of at least 192 px and the other of at least 96 px (two 96x96 blocks).
+    Needs, after ``crop_border``, one side of at least 192 px and the other of at least 96 px (two 96x96 blocks),
+    and some texture: on a degenerate image (e.g. a periodic pattern a collapsed training run outputs) BasicSR's
+    statistics fail to converge, and the result is NaN with a warning too.
     """
     height, width = reorder_image(img, input_order=input_order).shape[:2]
     height, width = height - 2 * crop_border, width - 2 * crop_border
     if (height // NIQE_BLOCK) * (width // NIQE_BLOCK) < 2:
         return not_computable('NIQE', height, width, f'at least two {NIQE_BLOCK}x{NIQE_BLOCK} blocks (one side '
                               f'of at least {2 * NIQE_BLOCK} px and the other of at least {NIQE_BLOCK} px)')
-    return calculate_niqe(img, crop_border, input_order=input_order, convert_to=convert_to)
+    try:
+        return calculate_niqe(img, crop_border, input_order=input_order, convert_to=convert_to)
+    except np.linalg.LinAlgError:
+        return not_computable('NIQE', height, width, 'image statistics its SVD can fit (this image is degenerate)')
