@@ -21,6 +21,10 @@ TINY_UNET = dict(sample_size=16, in_channels=3, out_channels=3, block_out_channe
                  down_block_types=['DownBlock2D', 'AttnDownBlock2D'], up_block_types=['AttnUpBlock2D', 'UpBlock2D'],
                  norm_num_groups=4, attention_head_dim=8)
 
+# The paper's gradient (through the UNet). The default preset's score_difference has no gradient for the h term, so
+# tests of backprop and of the h term ask for it.
+BACKPROP = dict(gradient='backprop')
+
 
 @pytest.fixture
 def tiny_unet_config():

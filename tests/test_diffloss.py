@@ -8,6 +8,7 @@ from torch import nn
 
 from basicsr.losses import build_loss
 from basicsr_diffloss.losses import DiffLoss
+from conftest import BACKPROP
 
 
 def tiny_restorer():
@@ -36,7 +37,7 @@ def test_each_term_sends_gradient_to_the_restorer(tiny_prior, batch, term):
     lq, gt = batch
     restorer = tiny_restorer()
     weights = {'eps_weight': 1.0 if term == 'eps' else 0.0, 'h_weight': 1.0 if term == 'h' else 0.0}
-    diffloss = DiffLoss(prior=tiny_prior, **weights)
+    diffloss = DiffLoss(prior=tiny_prior, **BACKPROP, **weights)
     pixel = restorer_gradient(restorer, lq, gt, F.l1_loss)
     diffusion = restorer_gradient(restorer, lq, gt, diffloss, diffloss)
     combined = restorer_gradient(restorer, lq, gt, lambda out, ref: F.l1_loss(out, ref) + diffloss(out, ref), diffloss)
@@ -58,7 +59,7 @@ def test_each_term_sends_gradient_to_the_restorer(tiny_prior, batch, term):
 
 def test_diffloss_changes_the_optimizer_step(tiny_prior, batch):
     lq, gt = batch
-    diffloss = DiffLoss(prior=tiny_prior, eps_weight=1.0, h_weight=1.0)
+    diffloss = DiffLoss(prior=tiny_prior, **BACKPROP, eps_weight=1.0, h_weight=1.0)
     results = []
     for loss_fn in (F.l1_loss, lambda out, ref: F.l1_loss(out, ref) + diffloss(out, ref)):
         restorer = tiny_restorer()
@@ -83,7 +84,7 @@ def test_noise_and_t_are_shared_and_the_target_branch_keeps_no_graph(tiny_prior,
         return eps, h
 
     monkeypatch.setattr(tiny_prior, 'forward', recording_forward)
-    DiffLoss(prior=tiny_prior, eps_weight=1.0, h_weight=1.0, t_range=[0, 999])(pred, gt)
+    DiffLoss(prior=tiny_prior, **BACKPROP, eps_weight=1.0, h_weight=1.0, t_range=[0, 999])(pred, gt)
     target_call, pred_call = calls
     assert torch.equal(target_call['t'], pred_call['t'])
     abar = tiny_prior.abar(pred_call['t'])
@@ -98,7 +99,7 @@ def test_noise_and_t_are_shared_and_the_target_branch_keeps_no_graph(tiny_prior,
 def test_prior_gets_no_gradient_and_is_unchanged_by_a_step(tiny_prior, batch):
     lq, gt = batch
     restorer = tiny_restorer()
-    diffloss = DiffLoss(prior=tiny_prior, eps_weight=1.0, h_weight=1.0)
+    diffloss = DiffLoss(prior=tiny_prior, **BACKPROP, eps_weight=1.0, h_weight=1.0)
     before = copy.deepcopy(tiny_prior.state_dict())
     optimizer = torch.optim.Adam(list(restorer.parameters()) + list(diffloss.parameters()), lr=1e-2)
     restorer_gradient(restorer, lq, gt, diffloss)
@@ -112,7 +113,7 @@ def test_prior_gets_no_gradient_and_is_unchanged_by_a_step(tiny_prior, batch):
 @pytest.mark.parametrize('crop_size', [None, 8, 64])
 def test_any_image_size_and_one_channel_images_are_handled(tiny_prior, shape, crop_size):
     pred = torch.rand(shape, requires_grad=True)
-    terms = DiffLoss(prior=tiny_prior, h_weight=1.0, crop_size=crop_size).terms(pred, torch.rand(shape))
+    terms = DiffLoss(prior=tiny_prior, **BACKPROP, h_weight=1.0, crop_size=crop_size).terms(pred, torch.rand(shape))
     assert list(terms) == ['l_diff_eps', 'l_diff_h']
     sum(terms.values()).backward()
     assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
@@ -138,18 +139,19 @@ def test_num_samples_averages_several_draws(tiny_prior, batch, monkeypatch):
 
 def test_terms_are_weighted_and_the_sum_is_the_loss(tiny_prior, batch):
     pred, gt = batch
-    loss = DiffLoss(prior=tiny_prior, loss_weight=2.0, eps_weight=3.0, h_weight=0.5, seed=4)
+    loss = DiffLoss(prior=tiny_prior, **BACKPROP, loss_weight=2.0, eps_weight=3.0, h_weight=0.5, seed=4)
     terms = loss.terms(pred, gt)
     loss.manual_seed(4)
     torch.testing.assert_close(loss(pred, gt), terms['l_diff_eps'] + terms['l_diff_h'])
-    unit_terms = DiffLoss(prior=tiny_prior, eps_weight=1.0, h_weight=1.0, seed=4).terms(pred, gt)
+    unit_terms = DiffLoss(prior=tiny_prior, **BACKPROP, eps_weight=1.0, h_weight=1.0, seed=4).terms(pred, gt)
     torch.testing.assert_close(terms['l_diff_eps'], 6.0 * unit_terms['l_diff_eps'])
     torch.testing.assert_close(terms['l_diff_h'], 1.0 * unit_terms['l_diff_h'])
 
 
 def test_built_from_yaml_style_options(tiny_unet_config, batch):
     loss = build_loss({'type': 'DiffLoss', 'prior': {'type': 'DiffusionPrior', 'unet': tiny_unet_config},
-                       'eps_weight': 1.0, 'h_weight': 0.1, 't_range': [100, 900], 'crop_size': 8})
+                       'eps_weight': 1.0, 'h_weight': 0.1, 't_range': [100, 900], 'crop_size': 8,
+                       'gradient': 'backprop'})
     assert loss(*batch).ndim == 0
 
 
@@ -177,8 +179,11 @@ def test_images_with_channels_the_prior_cannot_take_are_refused(tiny_prior):
 def test_presets_fill_the_options_that_are_not_given(tiny_prior):
     paper = DiffLoss(prior=tiny_prior, preset='paper')
     assert (dict(paper.weights), paper.t_range) == ({'l_diff_eps': 1e-3, 'l_diff_h': 1e-6}, (0, 999))
+    assert (paper.space, paper.gradient, paper.t_weighting, paper.reference) == ('eps', 'backprop', 'uniform', 'gt')
     default = DiffLoss(prior=tiny_prior)
-    assert (dict(default.weights), default.t_range) == ({'l_diff_eps': 3.0, 'l_diff_h': 0.0}, (200, 800))
+    assert (dict(default.weights), default.t_range) == ({'l_diff_eps': 3.5, 'l_diff_h': 0.0}, (200, 800))
+    assert default.gradient == 'score_difference' == DiffLoss(prior=tiny_prior, preset='measured').gradient
+    assert DiffLoss(prior=tiny_prior, preset='backprop').gradient == 'backprop'
     mixed = DiffLoss(prior=tiny_prior, preset='paper', eps_weight=2.0)
     assert (mixed.weights['l_diff_eps'], mixed.weights['l_diff_h']) == (2.0, 1e-6)
     with pytest.raises(ValueError, match="'preset'"):

@@ -29,6 +29,7 @@ def cases(draw):
         out_of_range=draw(st.sampled_from(['clamp', 'error'])),
         dtype=draw(st.sampled_from(['fp32', 'bf16'])),
         seed=draw(st.integers(0, 2**31)),
+        gradient=draw(st.sampled_from(['backprop', 'score_difference'])),
     )
     scale = draw(st.sampled_from([1.0, 1.5]))  # 1.5: some values leave the range
     pred_dtype = draw(st.sampled_from([torch.float32, torch.float64, torch.bfloat16]))

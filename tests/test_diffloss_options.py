@@ -7,7 +7,7 @@ from basicsr_diffloss.archs import DiffusionPrior
 from basicsr_diffloss.losses import DiffLoss
 from basicsr_diffloss.losses.application_schedule import ApplicationSchedule
 from basicsr_diffloss.models.diffloss_model import PixelAndDiffusionLoss
-from conftest import TINY_UNET
+from conftest import BACKPROP, TINY_UNET
 
 
 def fresh_prior(reference):
@@ -60,15 +60,16 @@ def images():
 @pytest.mark.parametrize('options', [dict(channels_last=True), dict(gradient_checkpointing=True)],
                          ids=['channels_last', 'gradient_checkpointing'])
 def test_memory_options_keep_the_loss_and_gradient(tiny_prior, images, options):
-    reference = value_and_gradient(DiffLoss(prior=fresh_prior(tiny_prior), h_weight=1.0, seed=0), *images)
-    result = value_and_gradient(DiffLoss(prior=fresh_prior(tiny_prior), h_weight=1.0, seed=0, **options), *images)
+    reference = value_and_gradient(DiffLoss(prior=fresh_prior(tiny_prior), **BACKPROP, h_weight=1.0, seed=0), *images)
+    loss = DiffLoss(prior=fresh_prior(tiny_prior), **BACKPROP, h_weight=1.0, seed=0, **options)
+    result = value_and_gradient(loss, *images)
     torch.testing.assert_close(result, reference, rtol=1e-4, atol=1e-7)
 
 
 def test_gradient_checkpointing_stores_fewer_activations(tiny_prior, images):
     pred, gt = images
     pred = pred.requires_grad_(True)
-    stored = {flag: saved_bytes(lambda: DiffLoss(prior=fresh_prior(tiny_prior), seed=0,
+    stored = {flag: saved_bytes(lambda: DiffLoss(prior=fresh_prior(tiny_prior), **BACKPROP, seed=0,
                                                  gradient_checkpointing=flag)(pred, gt))
               for flag in (False, True)}
     print(f'\nactivations stored: {stored[False]} bytes, with gradient checkpointing {stored[True]}')
@@ -80,7 +81,7 @@ def test_the_target_branch_stores_no_activations(tiny_prior, images):
     distance; a target branch with a graph would double it."""
     pred, gt = images
     pred = pred.requires_grad_(True)
-    loss = DiffLoss(prior=tiny_prior, h_weight=1.0, t_range=[500, 500], seed=0)
+    loss = DiffLoss(prior=tiny_prior, **BACKPROP, h_weight=1.0, t_range=[500, 500], seed=0)
     whole = saved_bytes(lambda: loss(pred, gt))
     t = torch.full((len(pred), ), 500)
     y_t = tiny_prior.add_noise(pred * 2 - 1, torch.randn_like(pred), t)
@@ -92,9 +93,9 @@ def test_the_target_branch_stores_no_activations(tiny_prior, images):
 def test_encoder_only_path_skips_the_decoder_and_keeps_the_h_term(tiny_prior, images):
     decoder_calls = []
     tiny_prior.unet.up_blocks[0].register_forward_hook(lambda *args: decoder_calls.append(1))
-    full = DiffLoss(prior=tiny_prior, eps_weight=1.0, h_weight=1.0, seed=0).terms(*images)['l_diff_h']
+    full = DiffLoss(prior=tiny_prior, **BACKPROP, eps_weight=1.0, h_weight=1.0, seed=0).terms(*images)['l_diff_h']
     assert len(decoder_calls) == 2
-    encoder_only = DiffLoss(prior=tiny_prior, eps_weight=0.0, h_weight=1.0, seed=0).terms(*images)
+    encoder_only = DiffLoss(prior=tiny_prior, **BACKPROP, eps_weight=0.0, h_weight=1.0, seed=0).terms(*images)
     assert len(decoder_calls) == 2 and list(encoder_only) == ['l_diff_h']
     torch.testing.assert_close(encoder_only['l_diff_h'], full)
 
@@ -107,7 +108,7 @@ def test_low_precision_prior_matches_fp32_gradient_and_value(tiny_prior, dtype):
     pred, target = torch.rand(8, 3, 32, 32), torch.rand(8, 3, 32, 32)
     results = {}
     for name in ('fp32', dtype):
-        loss = DiffLoss(prior=fresh_prior(tiny_prior), h_weight=1.0, dtype=name, seed=0)
+        loss = DiffLoss(prior=fresh_prior(tiny_prior), **BACKPROP, h_weight=1.0, dtype=name, seed=0)
         try:
             results[name] = value_and_gradient(loss, pred, target)
         except RuntimeError as error:  # a kernel this CPU build lacks for the dtype
@@ -120,8 +121,9 @@ def test_low_precision_prior_matches_fp32_gradient_and_value(tiny_prior, dtype):
 
 def test_compiled_prior_gives_the_eager_loss_and_gradient(tiny_prior, images):
     """torch.compile (inductor; about 40 s of compilation on a 2-core CPU)."""
-    eager = value_and_gradient(DiffLoss(prior=fresh_prior(tiny_prior), h_weight=1.0, seed=0), *images)
-    compiled = value_and_gradient(DiffLoss(prior=fresh_prior(tiny_prior), h_weight=1.0, seed=0, compile=True), *images)
+    eager = value_and_gradient(DiffLoss(prior=fresh_prior(tiny_prior), **BACKPROP, h_weight=1.0, seed=0), *images)
+    loss = DiffLoss(prior=fresh_prior(tiny_prior), **BACKPROP, h_weight=1.0, seed=0, compile=True)
+    compiled = value_and_gradient(loss, *images)
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-7)
 
 
@@ -169,7 +171,7 @@ def test_score_difference_gradient_is_the_weighted_prediction_difference(tiny_pr
     pred, gt = images
     pred = pred.clamp(0.01, 0.99)  # inside input_range: no clamped pixels without gradient
     outputs = record_prior_calls(tiny_prior, monkeypatch)
-    loss = DiffLoss(prior=tiny_prior, gradient='score_difference', seed=0)
+    loss = DiffLoss(prior=tiny_prior, gradient='score_difference', eps_weight=3.0, seed=0)
     value, gradient = value_and_gradient(loss, pred, gt)
     (_, _, eps_target), (_, _, eps_pred) = outputs
     assert eps_pred.grad_fn is None  # the restored branch records no graph
@@ -177,7 +179,7 @@ def test_score_difference_gradient_is_the_weighted_prediction_difference(tiny_pr
     torch.testing.assert_close(value, difference.square().mean() * 3.0)
     # d/d pred = eps_weight * 2 (eps(y_t) - eps(x_t)) / N, times 2 for the [0, 1] -> [-1, 1] mapping
     torch.testing.assert_close(gradient, 3.0 * 2 * difference / difference.numel() * 2)
-    backprop = DiffLoss(prior=tiny_prior, seed=0)(pred, gt)
+    backprop = DiffLoss(prior=tiny_prior, **BACKPROP, eps_weight=3.0, seed=0)(pred, gt)
     torch.testing.assert_close(backprop, value)  # the same draws give the same logged value
 
 
@@ -251,12 +253,12 @@ def test_noise_reference_is_the_denoising_error_of_the_restored_image_alone(tiny
     abar = tiny_prior.abar(t)
     noise = (y_t - abar.sqrt() * (pred * 2 - 1)) / (1 - abar).sqrt()
     torch.testing.assert_close(value, (eps_pred - noise).square().mean(), rtol=1e-4, atol=1e-6)
-    assert DiffLoss(prior=tiny_prior, reference='noise', seed=0)(pred, torch.zeros_like(gt)) == 3.0 * value
+    assert DiffLoss(prior=tiny_prior, reference='noise', seed=0)(pred, torch.zeros_like(gt)) == 3.5 * value
 
 
 def test_noise_reference_refuses_the_h_term(tiny_prior):
     with pytest.raises(ValueError, match="'reference: noise'"):
-        DiffLoss(prior=tiny_prior, reference='noise', h_weight=1.0)
+        DiffLoss(prior=tiny_prior, **BACKPROP, reference='noise', h_weight=1.0)
 
 
 def test_auto_dtype_is_fp32_on_the_cpu_and_applied_at_the_first_call(tiny_prior, images):

@@ -20,7 +20,7 @@ def model_options(tmp_path, model_type, diffusion=True):
     }
     if diffusion:
         opt['train']['diffusion_opt'] = {'type': 'DiffLoss', 'prior': {'type': 'DiffusionPrior', 'unet': TINY_UNET},
-                                         'eps_weight': 1.0, 'h_weight': 1.0}
+                                         'eps_weight': 1.0, 'h_weight': 1.0, 'gradient': 'backprop'}
     return opt
 
 

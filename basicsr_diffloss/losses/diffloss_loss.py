@@ -13,11 +13,16 @@ from .options import choice, flag, number
 
 # Named settings of the method options (t_range None: the whole schedule). 'paper' is the authors' setting; their
 # released code ran both UNet calls under torch.no_grad(), so these weights never sent a gradient and nobody tuned
-# them. 'default' is chosen by measurement (docs/method.md, docs/study.md).
+# them. 'measured' is the best setting of the study (docs/study.md): the eps term with the score-difference gradient
+# at t 200-800, weight 3.5 (a gradient 1x L1's on early x4 SR outputs with the default prior and crop_size 32). It
+# is the default. 'backprop' is the paper's gradient at the study's strength (0.5x L1's), the runner-up.
 PAPER = dict(eps_weight=1e-3, h_weight=1e-6, t_range=None, space='eps', gradient='backprop', t_weighting='uniform',
              reference='gt')
+MEASURED = dict(PAPER, eps_weight=3.5, h_weight=0.0, t_range=(200, 800), gradient='score_difference')
 PRESETS = {
-    'default': dict(PAPER, eps_weight=3.0, h_weight=0.0, t_range=(200, 800)),
+    'default': MEASURED,
+    'measured': MEASURED,
+    'backprop': dict(MEASURED, eps_weight=2.0, gradient='backprop'),
     'paper': PAPER,
 }
 DTYPES = {'fp32': torch.float32, 'float32': torch.float32, 'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16,
@@ -47,8 +52,11 @@ class DiffLoss(nn.Module):
     Args:
         prior (dict | nn.Module): DiffusionPrior options, e.g. ``{type: DiffusionPrior, pretrained: DIR}``, or a
             built prior (to share one between losses).
-        preset (str): where ``eps_weight``, ``h_weight`` and ``t_range`` come from when not given: ``default``
-            (3.0, 0.0, [200, 800]) or ``paper`` (1e-3, 1e-6, the whole schedule, e.g. [0, 999]). Default: ``default``.
+        preset (str): where ``eps_weight``, ``h_weight``, ``t_range``, ``space``, ``gradient``, ``t_weighting`` and
+            ``reference`` come from when not given. ``default`` = ``measured`` (3.5, 0.0, [200, 800], eps,
+            score_difference, uniform, gt: the study's best, docs/study.md); ``backprop`` (the same with the paper's
+            gradient through the UNet, weight 2.0); ``paper`` (1e-3, 1e-6, the whole schedule, eps, backprop,
+            uniform, gt). Default: ``default``.
         loss_weight (float): multiplies every term. Default: 1.0.
         eps_weight (float): weight of ``mean((eps(y_t) - eps(x_t))^2)``. Default: the preset's.
         h_weight (float): weight of ``mean((h(y_t) - h(x_t))^2)``. Default: the preset's.
@@ -79,8 +87,8 @@ class DiffLoss(nn.Module):
         gradient (str): ``backprop``: through the UNet into the restored image (paper). ``score_difference``: no UNet
             Jacobian; the restored branch runs without a graph and the gradient with respect to the restored image
             (in the prior's [-1, 1]) is ``2 w (a(y_t) - a(x_t)) / N`` with ``a`` the compared quantity (eps or x0).
-            About 40% cheaper per step; the logged value is the same MSE. Needs ``h_weight: 0``.
-            Default: the preset's (``backprop``).
+            About 30% cheaper per step; the logged value is the same MSE. Needs ``h_weight: 0``.
+            Default: the preset's (``score_difference``; the paper's is ``backprop``).
         t_weighting (str): weight of each image's term by its timestep: ``uniform`` or ``snr``,
             ``w(t) = 1 / (1 + SNR(t)) = 1 - abar_t`` normalised to mean 1 over ``t_range``, which evens out the
             term's gradient scale across t (eps differences grow like sqrt(SNR) at small t). Default: the preset's
