@@ -179,7 +179,7 @@ def test_images_with_channels_the_prior_cannot_take_are_refused(tiny_prior):
 def test_presets_fill_the_options_that_are_not_given(tiny_prior):
     paper = DiffLoss(prior=tiny_prior, preset='paper')
     assert (dict(paper.weights), paper.t_range) == ({'l_diff_eps': 1e-3, 'l_diff_h': 1e-6}, (0, 999))
-    assert (paper.space, paper.gradient, paper.t_weighting, paper.reference) == ('eps', 'backprop', 'uniform', 'gt')
+    assert (paper.space, paper.gradient, paper.t_weighting) == ('eps', 'backprop', 'uniform')
     default = DiffLoss(prior=tiny_prior)
     assert (dict(default.weights), default.t_range) == ({'l_diff_eps': 3.5, 'l_diff_h': 0.0}, (200, 800))
     assert default.gradient == 'score_difference' == DiffLoss(prior=tiny_prior, preset='measured').gradient

@@ -245,22 +245,6 @@ def test_bad_schedule_and_mode_options_name_the_option(tiny_prior, options, mess
         DiffLoss(prior=tiny_prior, **options)
 
 
-def test_noise_reference_is_the_denoising_error_of_the_restored_image_alone(tiny_prior, images, monkeypatch):
-    pred, gt = images
-    calls = record_prior_calls(tiny_prior, monkeypatch)
-    value = DiffLoss(prior=tiny_prior, reference='noise', eps_weight=1.0, seed=0)(pred, gt)
-    (y_t, t, eps_pred), = calls  # no ground-truth branch
-    abar = tiny_prior.abar(t)
-    noise = (y_t - abar.sqrt() * (pred * 2 - 1)) / (1 - abar).sqrt()
-    torch.testing.assert_close(value, (eps_pred - noise).square().mean(), rtol=1e-4, atol=1e-6)
-    assert DiffLoss(prior=tiny_prior, reference='noise', seed=0)(pred, torch.zeros_like(gt)) == 3.5 * value
-
-
-def test_noise_reference_refuses_the_h_term(tiny_prior):
-    with pytest.raises(ValueError, match="'reference: noise'"):
-        DiffLoss(prior=tiny_prior, **BACKPROP, reference='noise', h_weight=1.0)
-
-
 def test_auto_dtype_is_fp32_on_the_cpu_and_applied_at_the_first_call(tiny_prior, images):
     loss = DiffLoss(prior=tiny_prior)
     nn_dtype = next(tiny_prior.unet.parameters()).dtype

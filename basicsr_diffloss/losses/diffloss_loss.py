@@ -16,8 +16,7 @@ from .options import choice, flag, number
 # them. 'measured' is the best setting of the study (docs/study.md): the eps term with the score-difference gradient
 # at t 200-800, weight 3.5 (a gradient 1x L1's on early x4 SR outputs with the default prior and crop_size 32). It
 # is the default. 'backprop' is the paper's gradient at the study's strength (0.5x L1's), the runner-up.
-PAPER = dict(eps_weight=1e-3, h_weight=1e-6, t_range=None, space='eps', gradient='backprop', t_weighting='uniform',
-             reference='gt')
+PAPER = dict(eps_weight=1e-3, h_weight=1e-6, t_range=None, space='eps', gradient='backprop', t_weighting='uniform')
 MEASURED = dict(PAPER, eps_weight=3.5, h_weight=0.0, t_range=(200, 800), gradient='score_difference')
 PRESETS = {
     'default': MEASURED,
@@ -32,7 +31,6 @@ NONFINITE_MODES = ('error', 'skip')
 SPACES = ('eps', 'x0')
 GRADIENT_MODES = ('backprop', 'score_difference')
 T_WEIGHTINGS = ('uniform', 'snr')
-REFERENCES = ('gt', 'noise')
 
 
 class NonFiniteInputError(FloatingPointError):
@@ -52,11 +50,11 @@ class DiffLoss(nn.Module):
     Args:
         prior (dict | nn.Module): DiffusionPrior options, e.g. ``{type: DiffusionPrior, pretrained: DIR}``, or a
             built prior (to share one between losses).
-        preset (str): where ``eps_weight``, ``h_weight``, ``t_range``, ``space``, ``gradient``, ``t_weighting`` and
-            ``reference`` come from when not given. ``default`` = ``measured`` (3.5, 0.0, [200, 800], eps,
-            score_difference, uniform, gt: the study's best, docs/study.md); ``backprop`` (the same with the paper's
-            gradient through the UNet, weight 2.0); ``paper`` (1e-3, 1e-6, the whole schedule, eps, backprop,
-            uniform, gt). Default: ``default``.
+        preset (str): where ``eps_weight``, ``h_weight``, ``t_range``, ``space``, ``gradient`` and ``t_weighting``
+            come from when not given. ``default`` = ``measured`` (3.5, 0.0, [200, 800], eps, score_difference,
+            uniform: the study's best, docs/study.md); ``backprop`` (the same with the paper's gradient through the
+            UNet, weight 2.0); ``paper`` (1e-3, 1e-6, the whole schedule, eps, backprop, uniform).
+            Default: ``default``.
         loss_weight (float): multiplies every term. Default: 1.0.
         eps_weight (float): weight of ``mean((eps(y_t) - eps(x_t))^2)``. Default: the preset's.
         h_weight (float): weight of ``mean((h(y_t) - h(x_t))^2)``. Default: the preset's.
@@ -93,11 +91,6 @@ class DiffLoss(nn.Module):
             ``w(t) = 1 / (1 + SNR(t)) = 1 - abar_t`` normalised to mean 1 over ``t_range``, which evens out the
             term's gradient scale across t (eps differences grow like sqrt(SNR) at small t). Default: the preset's
             (``uniform``).
-        reference (str): what the restored branch is compared with. ``gt``: the noised ground truth through the
-            same UNet (paper: paired). ``noise``: the noise actually added (unpaired, no ground-truth branch): the
-            prior's denoising error on the restored image, a pull toward images the prior finds natural rather than
-            toward the GT's features (with ``gradient: score_difference`` this is score distillation, SDS).
-            Needs ``h_weight: 0``. Default: the preset's (``gt``).
         augment (bool): apply the same random horizontal/vertical flip and circular shift (by less than the
             prior's size factor) to both images before noising, so that the restorer cannot fit patterns locked
             to the prior's downsampling grid. Default: false.
@@ -123,7 +116,7 @@ class DiffLoss(nn.Module):
 
     def __init__(self, prior, preset='default', loss_weight=1.0, eps_weight=None, h_weight=None, t_range=None,
                  num_samples=1, crop_size=None, input_range=(0, 1), out_of_range='clamp', nonfinite='error',
-                 seed=None, space=None, gradient=None, t_weighting=None, reference=None, augment=False, start_iter=0,
+                 seed=None, space=None, gradient=None, t_weighting=None, augment=False, start_iter=0,
                  warmup_iters=0, every=1, probability=1.0, dtype='auto', channels_last=False,
                  gradient_checkpointing=False, compile=False):
         super().__init__()
@@ -136,8 +129,8 @@ class DiffLoss(nn.Module):
                              '256x256_diffusion_uncond).')
         last_t = self.prior.num_train_timesteps - 1
         given = dict(eps_weight=eps_weight, h_weight=h_weight, t_range=t_range, space=space, gradient=gradient,
-                     t_weighting=t_weighting, reference=reference)
-        eps_weight, h_weight, t_range, space, gradient, t_weighting, reference = (
+                     t_weighting=t_weighting)
+        eps_weight, h_weight, t_range, space, gradient, t_weighting = (
             PRESETS[preset][name] if value is None else value for name, value in given.items())
         t_range = t_range or (0, last_t)
         self.loss_weight = number('loss_weight', loss_weight, minimum=0)
@@ -173,10 +166,6 @@ class DiffLoss(nn.Module):
         if self.gradient == 'score_difference' and self.weights['l_diff_h']:
             raise ValueError("DiffLoss option 'gradient: score_difference' forms the gradient from eps or x0 "
                              "differences and has none for the h term: set 'h_weight: 0' or 'gradient: backprop'.")
-        self.reference = choice('reference', reference, REFERENCES)
-        if self.reference == 'noise' and self.weights['l_diff_h']:
-            raise ValueError("DiffLoss option 'reference: noise' compares predictions with the added noise, which has "
-                             "no h-space features: set 'h_weight: 0' or 'reference: gt'.")
         self.t_weighting = choice('t_weighting', t_weighting, T_WEIGHTINGS)
         self.augment = flag('augment', augment)
         self.schedule = ApplicationSchedule(start_iter, warmup_iters, every, probability)
@@ -314,11 +303,8 @@ class DiffLoss(nn.Module):
         x_t, y_t = self.prior.add_noise(x0, noise, t), self.prior.add_noise(y0, noise, t)
         prediction_name = f'l_diff_{self.space}'
         features_only = not self.weights[prediction_name]
-        if self.reference == 'noise':  # unpaired: the added noise is the target, at y_t (so to_x0 gives y0)
-            eps_target, h_target, x_t = noise, None, y_t
-        else:
-            with torch.no_grad():
-                eps_target, h_target = self.prior(x_t, t, features_only=features_only)
+        with torch.no_grad():
+            eps_target, h_target = self.prior(x_t, t, features_only=features_only)
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.gradient == 'backprop'):
             eps_pred, h_pred = self.prior(y_t, t, features_only=features_only)
         if self.space == 'x0' and not features_only:

@@ -24,8 +24,6 @@ SETTINGS = OrderedDict([
     ('h', dict(pixel='l1', extra='diffloss', ratio=0.5, diffusion=dict(eps_weight=0.0, h_weight=1.0))),
     ('score_difference', dict(pixel='l1', extra='diffloss', ratio=1.0,
                               diffusion=dict(gradient='score_difference'))),
-    ('sds_unpaired', dict(pixel='l1', extra='diffloss', ratio=0.25,
-                          diffusion=dict(reference='noise', gradient='score_difference'))),
 ])
 
 
