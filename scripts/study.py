@@ -127,7 +127,7 @@ def load_runs(output, task):
 
 
 def _difference_cell(result, digits):
-    if result is None:
+    if result is None or math.isnan(result['mean']):
         return 'n/a'
     se = '' if math.isnan(result['se']) else f" ± {result['se']:.{digits}f}"
     return f"{result['mean']:+.{digits}f}{se}"
