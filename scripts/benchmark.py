@@ -68,7 +68,8 @@ from basicsr_diffloss.losses import DiffLoss
 from basicsr_diffloss.losses.diffloss_loss import DTYPES
 from basicsr_diffloss.priors.guided_diffusion import resolve_flags, unet_config
 
-# DiffLoss options of each named variant. Add a line to benchmark another combination; each names its dtype.
+# DiffLoss options of each named variant. Add a line to benchmark another combination; each names its dtype. All
+# but 'score_difference' back-propagate through the UNet (the paper's gradient, the costly one), whatever the preset.
 VARIANTS = {
     'fp32': dict(dtype='fp32'),
     'bf16': dict(dtype='bf16'),
@@ -205,7 +206,7 @@ def check_variants(names):
         if 'dtype' not in VARIANTS[name]:
             raise SystemExit(f"benchmark variant {name!r}: name its 'dtype' (the FLOP floor takes that dtype's rate).")
         try:
-            DiffLoss(prior=prior, **VARIANTS[name])
+            DiffLoss(prior=prior, **{'gradient': 'backprop', **VARIANTS[name]})
         except (TypeError, ValueError) as error:
             raise SystemExit(f'benchmark variant {name!r}: DiffLoss does not take its options {VARIANTS[name]}: '
                              f'{error}') from error
@@ -219,7 +220,7 @@ def build_extra_loss(config, env, options):
         return lambda output, gt: perceptual(output, gt)[0]
     if config.loss == 'l1+diffloss':
         prior = copy.deepcopy(env.priors[config.prior]).to(env.device)
-        return DiffLoss(prior=prior, seed=0, **options)
+        return DiffLoss(prior=prior, seed=0, **{'gradient': 'backprop', **options})
     return None
 
 
