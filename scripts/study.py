@@ -54,8 +54,8 @@ def image_metrics(output, gt, crop_border):
                 gmsd=calculate_gmsd(output, gt, crop_border))
 
 
-def train_and_evaluate(args, task, name, seed, train_photos, pairs, prior, run_dir):
-    """One run; returns its record (also written as JSON by the caller)."""
+def train_and_evaluate(args, task, name, seed, train_photos, pairs, references, prior, run_dir):
+    """One run; returns its record (also written as JSON by the caller). ``references``: the uint8 GT images."""
     torch.manual_seed(seed)
     restorer = build_restorer(task, args.num_feat, args.num_block)
     loss = StudyLoss(SETTINGS[name], prior=prior, seed=seed, t_range=args.t_range, crop_size=args.crop_size)
@@ -78,10 +78,9 @@ def train_and_evaluate(args, task, name, seed, train_photos, pairs, prior, run_d
     restorer.eval()
     metrics = {}
     with torch.no_grad():
-        for image_name, (lq, gt) in pairs.items():
+        for image_name, (lq, _) in pairs.items():
             output = save_rgb(osp.join(run_dir, f'{image_name}.png'), restorer(lq))
-            reference = save_rgb(osp.join(args.output, 'gt', task.name, f'{image_name}.png'), gt)
-            metrics[image_name] = image_metrics(output, reference, task.crop_border)
+            metrics[image_name] = image_metrics(output, references[image_name], task.crop_border)
     return dict(task=task.name, setting=name, seed=seed, iters=args.iters, weight=weight,
                 ratio=SETTINGS[name].get('ratio', 0.0), crop_size=args.crop_size, ms_per_step=ms_per_step, log=log,
                 metrics=metrics,
@@ -94,15 +93,17 @@ def run_all(args):
     for task_name in args.tasks:
         task = Task(task_name)
         pairs = validation_pairs(validation_photos, task, args.val_size)
-        for lq_name, (lq, _) in pairs.items():
-            save_rgb(osp.join(args.output, 'lq', task.name, f'{lq_name}.png'), lq)
+        references = {}
+        for image_name, (lq, gt) in pairs.items():
+            save_rgb(osp.join(args.output, 'lq', task.name, f'{image_name}.png'), lq)
+            references[image_name] = save_rgb(osp.join(args.output, 'gt', task.name, f'{image_name}.png'), gt)
         for seed in args.seeds:
             for name in args.settings:
                 record_path = osp.join(args.output, 'runs', task.name, f'{name}_s{seed}.json')
                 if osp.exists(record_path):
                     continue
                 started = time.time()
-                record = train_and_evaluate(args, task, name, seed, train_photos, pairs, prior,
+                record = train_and_evaluate(args, task, name, seed, train_photos, pairs, references, prior,
                                             osp.join(args.output, 'outputs', task.name, f'{name}_s{seed}'))
                 record['wall_s'] = time.time() - started
                 os.makedirs(osp.dirname(record_path), exist_ok=True)

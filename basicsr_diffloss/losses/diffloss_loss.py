@@ -169,11 +169,11 @@ class DiffLoss(nn.Module):
         self.t_weighting = choice('t_weighting', t_weighting, T_WEIGHTINGS)
         self.augment = flag('augment', augment)
         self.schedule = ApplicationSchedule(start_iter, warmup_iters, every, probability)
-        self.dtype = DTYPES[choice('dtype', dtype, list(DTYPES) + ['auto'])] if dtype != 'auto' else None
+        self.dtype = DTYPES.get(choice('dtype', dtype, [*DTYPES, 'auto']))  # None for auto: decided at first use
+        # The speed options, applied to the prior at the first call (None once applied).
         self._execution = dict(channels_last=flag('channels_last', channels_last),
                                gradient_checkpointing=flag('gradient_checkpointing', gradient_checkpointing),
                                compile=flag('compile', compile))
-        self._execution_set = False
         self._calls = 0
         self.seed = torch.initial_seed() if seed is None else number('seed', seed, minimum=0, integer=True)
         self._generator = None
@@ -185,7 +185,7 @@ class DiffLoss(nn.Module):
             bf16 = device.type == 'cuda' and torch.cuda.is_bf16_supported()
             self.dtype = torch.bfloat16 if bf16 else torch.float32
         self.prior.set_execution(self.dtype, **self._execution)
-        self._execution_set = True
+        self._execution = None
 
     def _rng(self):
         """The loss's own generator, on the prior's device (created on first use, after the loss has moved)."""
@@ -289,7 +289,7 @@ class DiffLoss(nn.Module):
         scale = self.schedule.scale(self._calls if current_iter is None else current_iter, self._rng())
         if not scale:
             return OrderedDict()
-        if not self._execution_set:
+        if self._execution is not None:
             self._set_execution()
         pred = self._within_range(pred, 'pred')
         pred, target = self._shared_crop(pred, self._within_range(target.detach(), 'target'))

@@ -1,5 +1,4 @@
 """The study's fixed photo split, its two degradations, and the batches every setting of a seed shares."""
-import glob
 import os
 from os import path as osp
 
@@ -7,6 +6,9 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from basicsr.utils import scandir
+
+from ..data.image_crop_dataset import IMAGE_SUFFIXES
 
 # Validation photos, fixed by name: none of them trained the shipped default prior (see its MODEL_CARD.md).
 VALIDATION_PHOTOS = ('mate_Aqua', 'mate_Dune', 'mate_Garden', 'mate_LadyBird', 'mate_Storm', 'mate_Wood',
@@ -15,17 +17,18 @@ VALIDATION_PHOTOS = ('mate_Aqua', 'mate_Dune', 'mate_Garden', 'mate_LadyBird', '
 
 
 def load_photos(folder, scale=0.5):
-    """Every PNG/JPEG of ``folder`` as float32 RGB (H, W, 3) in [0, 1], resized by ``scale`` (area filter)."""
+    """Every image of ``folder`` (``IMAGE_SUFFIXES``) as float32 RGB (H, W, 3) in [0, 1], resized by ``scale``
+    (area filter)."""
     photos = {}
-    for path in sorted(glob.glob(osp.join(folder, '*'))):
-        image = cv2.imread(path, cv2.IMREAD_COLOR) if path.lower().endswith(('.png', '.jpg', '.jpeg')) else None
+    for path in sorted(scandir(folder, suffix=IMAGE_SUFFIXES, full_path=True)):
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
         if image is None:
             continue
         if scale != 1:
             image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         photos[osp.splitext(osp.basename(path))[0]] = cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32) / 255
     if not photos:
-        raise FileNotFoundError(f"no photos in '{folder}' (expected PNG or JPEG files).")
+        raise FileNotFoundError(f"no photos in '{folder}' (expected files ending in one of {IMAGE_SUFFIXES}).")
     return photos
 
 
