@@ -1,5 +1,14 @@
 from setuptools import find_packages, setup
 
+REPORT = ['matplotlib']  # the compare command's grid and curves (basicsr_diffloss/report, Agg backend)
+COMMANDS = {  # console script -> function of basicsr_diffloss/commands/ (each returns None: exit status 0)
+    'basicsr-diffloss-train': 'pipelines:train',
+    'basicsr-diffloss-test': 'pipelines:test',
+    'basicsr-diffloss-compare': 'compare:main',
+    'basicsr-diffloss-inspect-prior': 'inspect_prior:cli',
+    'basicsr-diffloss-convert-adm': 'convert_adm:main',
+}
+
 setup(
     name='basicsr-diffloss',
     version='0.1.0',
@@ -23,7 +32,8 @@ setup(
         'piq>=0.8',  # HaarPSI, GMSD, MS-SSIM (basicsr_diffloss.metrics)
         'lpips>=0.1.4',  # LPIPS; ships its linear layers, the backbone weights are a local file
         'dists-pytorch>=0.1',  # ships DISTS' alpha/beta weights; the VGG16 weights are a local file
-        'matplotlib',  # scripts/compare.py's grid and curves (Agg backend)
     ],
-    extras_require={'test': ['pytest', 'hypothesis']},
+    extras_require={'report': REPORT, 'test': ['pytest', 'hypothesis', *REPORT], 'realesrgan': ['realesrgan==0.3.0']},
+    entry_points={'console_scripts': [f'{name} = basicsr_diffloss.commands.{target}'
+                                      for name, target in COMMANDS.items()]},
 )

@@ -1,14 +1,37 @@
-"""Repairs for basicsr 1.4.2, applied from outside before anything else imports basicsr.
+"""Repairs of basicsr 1.4.2 breakages, applied from outside before anything else imports basicsr.
+
+Only repairs live here; what makes a resumed run repeat an uninterrupted one (data position, random states,
+atomic checkpoints) is ``basicsr_diffloss.models.exact_resume``, which builds on these.
 
 1. torchvision >= 0.17 removed ``torchvision.transforms.functional_tensor``, which
    ``basicsr/data/degradations.py`` imports for ``rgb_to_grayscale``. The public
    ``torchvision.transforms.functional`` provides the same function, so it is registered under the old name.
 2. ``basicsr.train.load_resume_state`` maps the resume state onto ``torch.cuda.current_device()``, which fails on a
-   machine without CUDA. It is replaced by :func:`load_resume_state`, which maps onto the CPU there.
-3. A resumed run restarts the interrupted epoch from its first batch, so it trains on different data than a run
-   that never stopped. :func:`create_train_val_dataloader` makes the first resumed epoch skip the batches the
-   interrupted run had already used (the model restores the random states: models/reliable_training.py).
-4. ``--launcher pytorch`` initialises NCCL on CUDA devices only; on a machine without CUDA it initialises gloo.
+   machine without CUDA. :func:`load_resume_state` maps it onto the CPU there.
+3. ``--launcher pytorch`` initialises NCCL, and ``BaseModel.model_to_device`` wraps networks in DDP with
+   ``device_ids=[torch.cuda.current_device()]``: both need CUDA. Without CUDA, :func:`init_dist` initialises gloo
+   and :func:`model_to_device` wraps networks in DDP without device ids.
+4. ``parse_options`` seeds the generators with ``manual_seed + rank`` *before* it applies ``--force_yml``, so
+   ``--force_yml manual_seed=N`` changed the logged seed and nothing else. :func:`parse_options` seeds them again
+   after the overrides, the same way (a random seed when none is given).
+5. ``MessageLogger`` estimates the time left from ``total_iter - current_iter - 1`` iterations, so the last log
+   line reads ``eta: -1 day, 23:59:59`` once an iteration takes a second or more. :class:`MessageLogger` counts
+   ``total_iter - current_iter`` (0:00:00 at the end) over the iterations timed so far.
+6. ``train_pipeline`` ends by validating again after its loop, labelled with a counter that ran past ``total_iter``
+   (``iter 402`` after 400 iterations), usually the weights it had just validated at 400 (which also moves
+   "Best ... @ 400 iter" to 402). :func:`build_model` makes that final validation run only when the last trained
+   iteration was not validated yet, labelled with that iteration; the "latest" checkpoint is saved as before.
+   It builds through ``basicsr.models.build_model`` as it stands when called (``models/with_diffloss.py`` replaces
+   it, so that any model gains ``train.diffusion_opt``).
+7. Real-ESRGAN's models (basicsr's ``RealESRNetModel_basicsr`` and ``RealESRGANModel_basicsr``, and those of the
+   ``realesrgan`` package when it is installed) put their JPEG simulator, USM sharpener and training-pair pool on
+   the GPU with ``.cuda()``, so they fail on a machine without CUDA (and misplace them with ``num_gpu: 0``).
+   :func:`on_model_device` makes ``.cuda()`` mean ``.to(model's device)`` inside their ``__init__`` and
+   ``_dequeue_and_enqueue`` when that device is not a GPU.
+8. ``basicsr.utils.img_process_util.filter2D`` reshapes its input with ``.view``, which fails on the non-contiguous
+   tensors that Real-ESRGAN's synthesis produces with current torch after the JPEG simulator (``view size is not
+   compatible with input tensor's size and stride``). :func:`filter2D` passes a contiguous copy, in the modules of
+   Real-ESRGAN's models that imported it.
 """
 import sys
 
@@ -16,18 +39,34 @@ import torchvision.transforms.functional
 
 sys.modules.setdefault('torchvision.transforms.functional_tensor', torchvision.transforms.functional)
 
-import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
+import functools  # noqa: E402
+import random  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from os import path as osp  # noqa: E402
 
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel  # noqa: E402
+
+import basicsr.models  # noqa: E402
+import basicsr.models.base_model  # noqa: E402
+import basicsr.models.realesrgan_model  # noqa: E402
+import basicsr.models.realesrnet_model  # noqa: E402
+import basicsr.test  # noqa: E402
 import basicsr.train  # noqa: E402
+import basicsr.utils.img_process_util  # noqa: E402
+import basicsr.utils.logger  # noqa: E402
 import basicsr.utils.options  # noqa: E402
-from basicsr.utils import check_resume, scandir  # noqa: E402
+from basicsr.utils import check_resume, get_root_logger, scandir, set_random_seed  # noqa: E402
 
-_basicsr_create_train_val_dataloader = basicsr.train.create_train_val_dataloader
+_basicsr_parse_options = basicsr.utils.options.parse_options
 _basicsr_init_dist = basicsr.utils.options.init_dist
+_basicsr_model_to_device = basicsr.models.base_model.BaseModel.model_to_device
+
+SEED_LIMIT = 2**32  # numpy accepts seeds in [0, 2**32)
 
 
+# 2. Resume on a machine without CUDA.
 def _latest_state_path(opt):
     """The newest ``<iter>.state`` under ``experiments/<name>/training_states``, or None."""
     state_dir = osp.join(opt['root_path'], 'experiments', opt['name'], 'training_states')
@@ -38,10 +77,7 @@ def _latest_state_path(opt):
 
 
 def load_resume_state(opt):
-    """Load the training state named by ``--auto_resume`` or ``path.resume_state`` on CUDA or on the CPU.
-
-    Also records the resumed position as ``opt['resume_position'] = (epoch, iter)`` for the data loader.
-    """
+    """Load the training state named by ``--auto_resume`` or ``path.resume_state`` onto CUDA, or the CPU without it."""
     if opt['auto_resume']:
         path = _latest_state_path(opt)
         if path is not None:
@@ -54,42 +90,10 @@ def load_resume_state(opt):
     # The state holds optimizer, scheduler and random states written by this same pipeline.
     state = torch.load(path, map_location=device, weights_only=False)
     check_resume(opt, state['iter'])
-    opt['resume_position'] = (state['epoch'], state['iter'])
     return state
 
 
-class SkipFirstOnce:
-    """A sampler wrapper whose first pass leaves out the first ``count`` indices; later passes are unchanged."""
-
-    def __init__(self, sampler, count):
-        self.sampler = sampler
-        self.count = count
-
-    def __iter__(self):
-        indices = iter(self.sampler)
-        for _ in range(self.count):
-            next(indices, None)
-        self.count = 0
-        return indices
-
-    def __len__(self):
-        return len(self.sampler)
-
-
-def create_train_val_dataloader(opt, logger):
-    """BasicSR's loaders; after a resume, the first epoch continues after the batches already trained on."""
-    result = _basicsr_create_train_val_dataloader(opt, logger)
-    train_loader = result[0]
-    if opt.get('resume_position') and train_loader is not None:
-        epoch, current_iter = opt['resume_position']
-        done = current_iter - epoch * len(train_loader)
-        if done > 0:
-            batch_sampler = train_loader.batch_sampler
-            batch_sampler.sampler = SkipFirstOnce(batch_sampler.sampler, done * batch_sampler.batch_size)
-            logger.info(f'Resume: epoch {epoch} continues after its first {done} batches.')
-    return result
-
-
+# 3. Several processes on a machine without CUDA.
 def init_dist(launcher, backend='nccl', **kwargs):
     """BasicSR's init_dist, except that ``pytorch`` on a machine without CUDA uses gloo."""
     if launcher == 'pytorch' and not torch.cuda.is_available():
@@ -98,6 +102,178 @@ def init_dist(launcher, backend='nccl', **kwargs):
     _basicsr_init_dist(launcher, backend, **kwargs)
 
 
+def model_to_device(self, net):
+    """BasicSR's model_to_device, except that distributed networks on the CPU are wrapped without device ids."""
+    if self.opt['dist'] and self.device.type == 'cpu':
+        return DistributedDataParallel(net.to(self.device),
+                                       find_unused_parameters=self.opt.get('find_unused_parameters', False))
+    return _basicsr_model_to_device(self, net)
+
+
+# 4. --force_yml manual_seed=N.
+def parse_options(root_path, is_train=True):
+    """BasicSR's parse_options, then the generators seeded with ``manual_seed + rank`` as the overrides left it.
+
+    When neither the option file nor ``--force_yml`` gives a seed, BasicSR has drawn one into ``opt['manual_seed']``;
+    seeding with it again reproduces BasicSR's state, so only a forced seed changes anything.
+    """
+    opt, args = _basicsr_parse_options(root_path, is_train)
+    seed = opt.get('manual_seed')
+    if seed is None:  # `--force_yml manual_seed=~` asks for a random seed, as leaving it out of the file does
+        seed = opt['manual_seed'] = random.randint(1, 10000)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_LIMIT - opt['world_size']:
+        raise ValueError(f"Option 'manual_seed': {seed!r} is not a seed; give an integer from 0 to "
+                         f"{SEED_LIMIT - opt['world_size']} (e.g. --force_yml manual_seed=1), or ~ for a random one.")
+    set_random_seed(seed + opt['rank'])
+    return opt, args
+
+
+# 5. A time left that is never negative.
+class MessageLogger(basicsr.utils.logger.MessageLogger):
+    """BasicSR's MessageLogger whose eta is the mean time of the iterations timed so far times the iterations left.
+
+    BasicSR computes ``elapsed / (current - start_iter + 1) * (total_iter - current - 1)``; the message is still
+    BasicSR's, with ``start_iter`` and ``total_iter`` set for the duration of the call so that it computes
+    ``elapsed / timed * max(total_iter - current, 0)``.
+    """
+
+    def __init__(self, opt, start_iter=1, tb_logger=None):
+        super().__init__(opt, start_iter, tb_logger)
+        self.clock_iter = start_iter  # the iteration at which the clock (start_time) started
+
+    def reset_start_time(self, current_iter=1):
+        """BasicSR's train_pipeline restarts the clock after iteration 1 (not on resumed runs)."""
+        super().reset_start_time()
+        self.clock_iter = current_iter
+
+    def __call__(self, log_vars):
+        current_iter = log_vars['iter']
+        timed = max(current_iter - self.clock_iter, 1)
+        left = max(int(self.max_iters) - current_iter, 0)
+        start_iter, max_iters = self.start_iter, self.max_iters
+        self.start_iter, self.max_iters = current_iter - timed + 1, current_iter + 1 + left
+        try:
+            super().__call__(log_vars)
+        finally:
+            self.start_iter, self.max_iters = start_iter, max_iters
+
+
+# 6. No second validation of the same weights at the end.
+class _EndOfTraining:
+    """Follows a training model: its last trained iteration, the last one validated on each validation loader, and
+    whether train_pipeline's loop has ended."""
+
+    def __init__(self, model):
+        self.last_trained, self.last_validated = None, {}  # last_validated: per validation loader
+        self.ended = False
+        self.resume_training = model.resume_training
+        self.optimize_parameters = model.optimize_parameters
+        self.save = model.save
+        self.validation = model.validation
+
+    def resumed(self, resume_state):
+        self.last_trained = resume_state['iter']
+        return self.resume_training(resume_state)
+
+    def optimized(self, current_iter):
+        self.last_trained = current_iter
+        return self.optimize_parameters(current_iter)
+
+    def saved(self, epoch, current_iter):
+        self.ended = self.ended or current_iter == -1  # train_pipeline saves "latest" only after its loop
+        return self.save(epoch, current_iter)
+
+    def validated(self, dataloader, current_iter, tb_logger, save_img=False):
+        if self.ended and self.last_trained is not None:
+            if self.last_validated.get(id(dataloader)) == self.last_trained:
+                name = getattr(dataloader.dataset, 'opt', {}).get('name', 'the validation set')
+                get_root_logger().info(f'No final validation on {name}: the weights of iteration '
+                                       f'{self.last_trained} are validated above.')
+                return None
+            current_iter = self.last_trained
+        self.last_validated[id(dataloader)] = current_iter
+        return self.validation(dataloader, current_iter, tb_logger, save_img)
+
+
+def build_model(opt):
+    """BasicSR's build_model; in training, the model's final validation is the repaired one (see item 6 above)."""
+    model = basicsr.models.build_model(opt)
+    if opt.get('is_train'):
+        follower = _EndOfTraining(model)
+        model.resume_training = follower.resumed
+        model.optimize_parameters = follower.optimized
+        model.save = follower.saved
+        model.validation = follower.validated
+    return model
+
+
+# 7. Real-ESRGAN's models without CUDA.
+@contextmanager
+def _cuda_means(device):
+    """Within the block, ``tensor.cuda()`` and ``module.cuda()`` move to ``device``."""
+    tensor_cuda, module_cuda = torch.Tensor.cuda, torch.nn.Module.cuda
+    torch.Tensor.cuda = lambda tensor, *args, **kwargs: tensor.to(device)
+    torch.nn.Module.cuda = lambda module, *args, **kwargs: module.to(device)
+    try:
+        yield
+    finally:
+        torch.Tensor.cuda, torch.nn.Module.cuda = tensor_cuda, module_cuda
+
+
+def on_model_device(method):
+    """``method`` of a BasicSR model with ``.cuda()`` meaning the model's device when that is not a GPU."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        device = getattr(self, 'device', None)
+        if device is None:  # __init__: BaseModel's rule, before it sets self.device
+            opt = args[0] if args else kwargs['opt']
+            device = torch.device('cuda' if opt['num_gpu'] != 0 else 'cpu')
+        if device.type == 'cuda':
+            return method(self, *args, **kwargs)
+        with _cuda_means(device):
+            return method(self, *args, **kwargs)
+
+    wrapper.on_model_device = True
+    return wrapper
+
+
+def repair_cuda_calls(model_class):
+    for name in ('__init__', '_dequeue_and_enqueue'):
+        method = vars(model_class).get(name)
+        if method is not None and not getattr(method, 'on_model_device', False):
+            setattr(model_class, name, on_model_device(method))
+
+
+REAL_ESRGAN_MODELS = [basicsr.models.realesrnet_model.RealESRNetModel,
+                      basicsr.models.realesrgan_model.RealESRGANModel]
+try:  # the realesrgan package (optional extra) registers the names Real-ESRGAN's option files use
+    import realesrgan.models.realesrgan_model  # noqa: E402
+    import realesrgan.models.realesrnet_model  # noqa: E402
+except ImportError:
+    pass
+else:
+    REAL_ESRGAN_MODELS += [realesrgan.models.realesrnet_model.RealESRNetModel,
+                           realesrgan.models.realesrgan_model.RealESRGANModel]
+for _model_class in REAL_ESRGAN_MODELS:
+    repair_cuda_calls(_model_class)
+
+
+# 8. filter2D on non-contiguous tensors.
+_basicsr_filter2D = basicsr.utils.img_process_util.filter2D
+
+
+def filter2D(img, kernel):
+    """BasicSR's filter2D on a contiguous ``img``."""
+    return _basicsr_filter2D(img.contiguous(), kernel)
+
+
+for _model_class in REAL_ESRGAN_MODELS:
+    sys.modules[_model_class.__module__].filter2D = filter2D
+
 basicsr.train.load_resume_state = load_resume_state
-basicsr.train.create_train_val_dataloader = create_train_val_dataloader
 basicsr.utils.options.init_dist = init_dist
+basicsr.models.base_model.BaseModel.model_to_device = model_to_device
+basicsr.utils.options.parse_options = basicsr.train.parse_options = basicsr.test.parse_options = parse_options
+basicsr.train.MessageLogger = MessageLogger
+basicsr.train.build_model = build_model

@@ -16,8 +16,8 @@ taken), so that the ratios compare times taken side by side. For each it reports
 
 - ms/step (warm-up steps first; for ``every: k`` the mean over a multiple of k steps), and its ratio to ``l1`` and to
   ``l1+vgg`` of the same restorer in the same run;
-- peak memory over the timed steps (CUDA ``max_memory_allocated``; 'n/a' on the CPU, which has no per-configuration
-  peak counter);
+- peak memory (CUDA ``max_memory_allocated`` over the timed steps; on the CPU the peak resident memory above the
+  process's before the configuration was built, sampled every millisecond);
 - the FLOPs of one step, counted by ``torch.utils.flop_counter.FlopCounterMode`` (matrix products, convolutions and
   attention, forward and backward, eager; ``every``/``probability`` scale the DiffLoss part by the share of steps that
   apply it; gradient checkpointing's recomputation is not counted: it is not part of the floor);
@@ -42,13 +42,16 @@ reports 'OOM' where CUDA runs out of memory, and plots ms/step and peak memory (
 import argparse
 import contextlib
 import copy
+import ctypes
 import dataclasses
 import gc
 import json
+import os
 import shlex
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from os import path as osp
 
@@ -63,29 +66,34 @@ import diffusers
 from basicsr.archs.edsr_arch import EDSR
 from basicsr.archs.swinir_arch import SwinIR
 from basicsr.losses.basic_loss import PerceptualLoss
-from basicsr_diffloss.archs import DiffusionPrior
+from basicsr_diffloss.priors import DiffusionPrior
 from basicsr_diffloss.losses import DiffLoss
-from basicsr_diffloss.losses.diffloss_loss import DTYPES
+from basicsr_diffloss.losses.diffloss_loss import PRESETS
+from basicsr_diffloss.priors import resolve_dtype
 from basicsr_diffloss.priors.guided_diffusion import resolve_flags, unet_config
 
-# DiffLoss options of each named variant. Add a line to benchmark another combination; each names its dtype. All
+# DiffLoss and DiffusionPrior options of each named variant. Add a line to benchmark another combination; each names its dtype. All
 # but 'score_difference' back-propagate through the UNet (the paper's gradient, the costly one), whatever the preset.
+# 'default' is what users get: the default preset and dtype 'auto', resolved on the device.
 VARIANTS = {
-    'fp32': dict(dtype='fp32'),
-    'bf16': dict(dtype='bf16'),
-    'fp16': dict(dtype='fp16'),
-    'bf16+channels_last': dict(dtype='bf16', channels_last=True),
-    'bf16+compile': dict(dtype='bf16', compile=True),
-    'bf16+compile+channels_last': dict(dtype='bf16', compile=True, channels_last=True),
-    'bf16+checkpointing': dict(dtype='bf16', gradient_checkpointing=True),
-    'bf16+encoder_only': dict(dtype='bf16', eps_weight=0.0, h_weight=1.0),
-    'bf16+every4': dict(dtype='bf16', every=4),
+    'default': dict(dtype='auto'),
+    'fp32': dict(dtype='fp32', gradient='backprop'),
+    'bf16': dict(dtype='bf16', gradient='backprop'),
+    'fp16': dict(dtype='fp16', gradient='backprop'),
+    'bf16+channels_last': dict(dtype='bf16', gradient='backprop', channels_last=True),
+    'bf16+compile': dict(dtype='bf16', gradient='backprop', compile=True),
+    'bf16+compile+channels_last': dict(dtype='bf16', gradient='backprop', compile=True, channels_last=True),
+    'bf16+checkpointing': dict(dtype='bf16', gradient='backprop', gradient_checkpointing=True),
+    'bf16+encoder_only': dict(dtype='bf16', gradient='backprop', eps_weight=0.0, h_weight=1.0),
+    'bf16+every4': dict(dtype='bf16', gradient='backprop', every=4),
+    'fp32+score_difference': dict(dtype='fp32', gradient='score_difference'),
     'bf16+score_difference': dict(dtype='bf16', gradient='score_difference'),
 }
-TINY_VARIANTS = ['fp32', 'bf16', 'bf16+channels_last', 'bf16+checkpointing', 'bf16+encoder_only', 'bf16+every4',
+TINY_VARIANTS = ['default', 'fp32', 'bf16', 'bf16+channels_last', 'bf16+checkpointing', 'bf16+encoder_only', 'bf16+every4',
                  'bf16+score_difference']
-# Options that change how the prior runs but not the FLOPs that the method needs (checkpointing's recomputation is
-# overhead above the floor), and the schedule options, whose share of applied steps scales the DiffLoss FLOPs.
+# Options that change how the prior runs (DiffusionPrior's) but not the FLOPs that the method needs (checkpointing's
+# recomputation is overhead above the floor), and the schedule options, whose share of applied steps scales the
+# DiffLoss FLOPs.
 EXECUTION_OPTIONS = ('dtype', 'channels_last', 'gradient_checkpointing', 'compile')
 SCHEDULE_OPTIONS = ('every', 'probability')
 
@@ -129,9 +137,14 @@ class Configuration:
         """The DiffLoss options of the variant."""
         return VARIANTS[self.variant] if self.variant else {}
 
+    def prior_dtype(self, device):
+        """The prior's dtype on ``device`` ('auto' resolved as DiffusionPrior resolves it); float32 without a prior."""
+        return resolve_dtype(self.options['dtype'], device) if self.variant else torch.float32
+
     @property
-    def prior_dtype(self):
-        return DTYPES[self.options.get('dtype', 'fp32')]
+    def gradient(self):
+        """The gradient mode of a DiffLoss variant: its own, else the default preset's."""
+        return self.options.get('gradient', PRESETS['default']['gradient'])
 
     @property
     def period(self):
@@ -206,10 +219,18 @@ def check_variants(names):
         if 'dtype' not in VARIANTS[name]:
             raise SystemExit(f"benchmark variant {name!r}: name its 'dtype' (the FLOP floor takes that dtype's rate).")
         try:
-            DiffLoss(prior=prior, **{'gradient': 'backprop', **VARIANTS[name]})
+            diffloss_with_options(prior, VARIANTS[name])
         except (TypeError, ValueError) as error:
             raise SystemExit(f'benchmark variant {name!r}: DiffLoss does not take its options {VARIANTS[name]}: '
                              f'{error}') from error
+
+
+def diffloss_with_options(prior, options, **fixed):
+    """DiffLoss on ``prior`` with a variant's options: those of EXECUTION_OPTIONS set on the prior, the rest given to
+    the loss; every other option keeps the package default."""
+    prior.set_execution(**{key: value for key, value in options.items() if key in EXECUTION_OPTIONS})
+    loss_options = {key: value for key, value in options.items() if key not in EXECUTION_OPTIONS}
+    return DiffLoss(prior=prior, **fixed, **loss_options)
 
 
 def build_extra_loss(config, env, options):
@@ -220,7 +241,7 @@ def build_extra_loss(config, env, options):
         return lambda output, gt: perceptual(output, gt)[0]
     if config.loss == 'l1+diffloss':
         prior = copy.deepcopy(env.priors[config.prior]).to(env.device)
-        return DiffLoss(prior=prior, seed=0, **{'gradient': 'backprop', **options})
+        return diffloss_with_options(prior, options, seed=0)
     return None
 
 
@@ -252,11 +273,41 @@ def synchronize(device):
 
 
 def free_memory(device):
-    """Drop the previous configuration's tensors and compiled code before the next one is built."""
+    """Drop the previous configuration's tensors and compiled code before the next one is built (on the CPU, the
+    C allocator also returns freed memory to the system, so that the next peak RSS starts from what is in use)."""
     torch._dynamo.reset()
     gc.collect()
     if device.type == 'cuda':
         torch.cuda.empty_cache()
+    elif sys.platform.startswith('linux'):
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+
+
+class PeakResidentMemory:
+    """Within the block, samples the process's resident memory (Linux /proc/self/statm) every millisecond; ``peak``
+    is its maximum above the resident memory at entry, in bytes (the CPU's counterpart of CUDA's peak counter)."""
+
+    def __enter__(self):
+        self.page = os.sysconf('SC_PAGE_SIZE')
+        self.start = self.peak_rss = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _rss(self):
+        with open('/proc/self/statm') as f:
+            return int(f.read().split()[1]) * self.page
+
+    def _sample(self):
+        while not self._stop.wait(0.001):
+            self.peak_rss = max(self.peak_rss, self._rss())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak_rss = max(self.peak_rss, self._rss())
+        self.peak = self.peak_rss - self.start
 
 
 def round_up(count, period):
@@ -265,25 +316,27 @@ def round_up(count, period):
 
 def time_configuration(config, env, warmup, steps):
     """``(ms per step, peak GiB over the timed steps)`` of a freshly built ``config``; ms None when CUDA ran out of
-    memory; peak None on the CPU."""
+    memory. Peak: CUDA's ``max_memory_allocated``; on the CPU the peak resident memory above the process's before
+    the configuration was built (its weights, optimizer state and step activations)."""
     free_memory(env.device)
     try:
-        step = build_step(config, env)
-        for _ in range(round_up(warmup, config.period)):
-            step()
-        synchronize(env.device)
-        if env.device.type == 'cuda':
-            torch.cuda.reset_peak_memory_stats(env.device)
-        steps = round_up(steps, config.period)
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        synchronize(env.device)
-        milliseconds = (time.perf_counter() - start) * 1000 / steps
+        with PeakResidentMemory() as resident:
+            step = build_step(config, env)
+            for _ in range(round_up(warmup, config.period)):
+                step()
+            synchronize(env.device)
+            if env.device.type == 'cuda':
+                torch.cuda.reset_peak_memory_stats(env.device)
+            steps = round_up(steps, config.period)
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            synchronize(env.device)
+            milliseconds = (time.perf_counter() - start) * 1000 / steps
     except torch.cuda.OutOfMemoryError:
         return None, None
-    peak = torch.cuda.max_memory_allocated(env.device) / 2**30 if env.device.type == 'cuda' else None
-    return milliseconds, peak
+    peak = torch.cuda.max_memory_allocated(env.device) if env.device.type == 'cuda' else resident.peak
+    return milliseconds, peak / 2**30
 
 
 def time_round_robin(configs, env, args):
@@ -386,12 +439,14 @@ def report_rows(configs, timings, flops, rates, env):
                    prior=config.prior, variant=config.variant, name=config.name, ms=ms, peak_gib=peak,
                    flops=flops.get(config), prior_parameters=parameter_count(prior) if prior is not None else 0,
                    x_l1=ratio(ms, timings[l1][0]), x_vgg=ratio(ms, timings[vgg][0]))
+        if config.loss == 'l1+diffloss':
+            row.update(gradient=config.gradient, dtype=str(config.prior_dtype(env.device)).replace('torch.', ''))
         if ms is not None:
             added_flops = flops[config] - flops[l1]
-            floor = flops[l1] / rates[torch.float32] + added_flops / rates[config.prior_dtype]
-            row['x_floor'] = ms / 1000 / floor
+            prior_rate = rates[config.prior_dtype(env.device)]
+            row['x_floor'] = ms / 1000 / (flops[l1] / rates[torch.float32] + added_flops / prior_rate)
             if config.loss == 'l1+diffloss':
-                row['diffloss_x_floor'] = (ms - timings[l1][0]) / 1000 / (added_flops / rates[config.prior_dtype])
+                row['diffloss_x_floor'] = (ms - timings[l1][0]) / 1000 / (added_flops / prior_rate)
         rows.append(row)
     return rows
 
@@ -402,11 +457,12 @@ def cell(value, spec='.2f'):
 
 def markdown_table(rows):
     """The main table, one line per row of ``report_rows``."""
-    lines = ['| restorer | batch x GT | loss | prior | prior params | variant | ms/step | x L1 | x L1+VGG | peak GiB '
-             '| GFLOP/step | x floor | DiffLoss part x its floor |', '|---' * 13 + '|']
+    lines = ['| restorer | batch x GT | loss | prior | prior params | variant | gradient | prior dtype | ms/step | x L1 '
+             '| x L1+VGG | peak GiB | GFLOP/step | x floor | DiffLoss part x its floor |', '|---' * 15 + '|']
     for row in rows:
         cells = [row['restorer'], f"{row['batch']} x {row['gt_size']}^2", row['loss'], row['prior'] or '',
                  f"{row['prior_parameters'] / 1e6:.3g}M" if row['prior'] else '', row['variant'] or '',
+                 row.get('gradient', ''), row.get('dtype', ''),
                  'OOM' if row['ms'] is None else cell(row['ms'], '.1f'), cell(row['x_l1']), cell(row['x_vgg']),
                  cell(row['peak_gib']), cell(ratio(row['flops'], 1e9), '.4g'), cell(row.get('x_floor')),
                  cell(row.get('diffloss_x_floor'))]
@@ -455,7 +511,7 @@ def compare(args, argv, env):
     with random_vgg_weights():
         timings = time_round_robin(configs, env, args)
         flops = flops_per_step([config for config in configs if timings[config][0] is not None], env)
-    dtypes = dict.fromkeys([torch.float32] + [config.prior_dtype for config in configs])
+    dtypes = dict.fromkeys([torch.float32] + [config.prior_dtype(env.device) for config in configs])
     rates = {dtype: matmul_rate(env.device, dtype, args.matmul_size) for dtype in dtypes}
     rows = report_rows(configs, timings, flops, rates, env)
     markdown = header(args, argv, env, args.restorers, rates) + '\n\n' + markdown_table(rows) + '\n'
@@ -495,7 +551,7 @@ def plot_scaling(curves, path, title):
             if ran and all(row['peak_gib'] is not None for row in ran):
                 axes[1][column].plot([row[key] for row in ran], [row['peak_gib'] for row in ran], 'o-', label=label)
         ticks = sorted({row[key] for row in curves[axis]})
-        for row, unit in enumerate(('ms / step', 'peak GiB (CUDA max_memory_allocated)')):
+        for row, unit in enumerate(('ms / step', 'peak GiB (CUDA max allocated; CPU resident)')):
             panel = axes[row][column]
             panel.set_xlabel('GT side (px)' if axis == 'size' else 'batch size')
             panel.set_ylabel(unit)

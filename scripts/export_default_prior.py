@@ -24,7 +24,7 @@ import yaml
 from diffusers import DDIMScheduler, UNet2DModel
 from torchvision.utils import make_grid, save_image
 
-from basicsr_diffloss.archs import DiffusionPrior
+from basicsr_diffloss.priors import DiffusionPrior
 from basicsr_diffloss.priors import DEFAULT_PRIOR
 from inspect_prior import image_paths, inspect, load_crops
 from prepare_prior_photos import PHOTOS

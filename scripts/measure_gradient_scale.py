@@ -19,15 +19,14 @@ from basicsr.data import build_dataloader, build_dataset
 from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.models import build_model
 from basicsr.utils.options import parse_options
+from basicsr_diffloss.losses.gradient_scale import gradient_norms
 
 
-def gradient_norms(model, output):
+def term_gradient_norms(model, output):
     """The norm of each logged term's gradient with respect to ``output``."""
     output = output.detach().requires_grad_(True)
     model.cri_pix(output, model.gt)
-    terms = model.cri_pix.pop_terms()
-    return {name: torch.autograd.grad(value, output, retain_graph=True)[0].norm().item()
-            for name, value in terms.items()}
+    return gradient_norms(model.cri_pix.pop_terms(), output)
 
 
 def main():
@@ -52,7 +51,7 @@ def main():
         with torch.no_grad():
             output = (F.interpolate(model.lq, size=model.gt.shape[-2:], mode='bicubic', align_corners=False).clamp(0, 1)
                       if args.bicubic else model.net_g(model.lq))
-        for name, value in gradient_norms(model, output).items():
+        for name, value in term_gradient_norms(model, output).items():
             sums[name] = sums.get(name, 0.0) + value
         count += 1
         if count == args.batches:

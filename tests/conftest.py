@@ -11,9 +11,10 @@ import torch
 import yaml
 
 import basicsr_diffloss  # noqa: F401  (repairs basicsr and registers everything)
-from basicsr_diffloss.archs import DiffusionPrior
+from basicsr_diffloss.priors import DiffusionPrior, diffusion_prior_arch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.join(REPO, 'scripts'))  # the study's modules (scripts/study/) and the benchmark
 
 # Two levels (size factor 2), attention in the lower one: small enough for CPU tests, the same block types as
 # real priors.
@@ -31,6 +32,14 @@ def tiny_unet_config():
     return dict(TINY_UNET)
 
 
+@pytest.fixture(autouse=True)
+def auto_dtype_is_fp32(monkeypatch):
+    """In this process ``dtype: auto`` resolves to fp32 on every CPU (it is bf16 on CPUs with native bf16), so that
+    the tests' comparisons with references in float32 hold on any machine; how auto resolves has its own test, and
+    training subprocesses run as users' do."""
+    monkeypatch.setattr(diffusion_prior_arch, 'native_bf16', lambda device: device.type == 'cuda')
+
+
 @pytest.fixture
 def tiny_prior():
     torch.manual_seed(0)
@@ -44,6 +53,16 @@ def tiny_prior_folder(tmp_path):
     folder = tmp_path / 'tiny_prior'
     DiffusionPrior(unet=dict(TINY_UNET)).unet.save_pretrained(folder)
     return folder
+
+
+def run_in(folder, function, *args):
+    """``function(*args)`` run from ``folder`` (BasicSR writes experiments/ and results/ under the current one)."""
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        return function(*args)
+    finally:
+        os.chdir(cwd)
 
 
 def smooth_image(rng, height, width):

@@ -67,6 +67,22 @@ def build_div2k(root, raw, writer):
                    osp.join(root, 'datasets', 'meta_info', 'meta_info_DIV2K800sub_GT.txt'))
 
 
+def build_df2k_ost(root, raw, writer):
+    """Real-ESRGAN's DF2K+OST: HR photos cut into sub-images under datasets/DF2K, and one meta-info file naming them
+    relative to datasets/DF2K (datasets/README.md: make_meta_info.py per folder, each line prefixed with the folder)."""
+    df2k = osp.join(root, 'datasets', 'DF2K')
+    lines = []
+    for folder, count in (('DF2K_HR', 2), ('OST', 1)):
+        for index in range(count):
+            writer.image(osp.join(raw, folder, f'{index:06d}.png'), 96)
+        extract_subimages(osp.join(raw, folder), osp.join(df2k, f'{folder}_sub'), 64, 32)
+        lines += [f'{folder}_sub/{line}' for line in make_meta_info(osp.join(df2k, f'{folder}_sub'),
+                                                                    osp.join(raw, f'meta_info_{folder}_sub.txt'))]
+    os.makedirs(osp.join(df2k, 'meta_info'), exist_ok=True)
+    with open(osp.join(df2k, 'meta_info', 'meta_info_DF2Kmultiscale+OST_sub.txt'), 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+
+
 def build_sr_benchmarks(root, raw, writer):
     """Set5, Set14, BSD100, Urban100 in BasicSR's packaged layout (GTmod12, LRbicx4), made from HR images."""
     for name in ('Set5', 'Set14', 'BSD100', 'Urban100'):
@@ -160,5 +176,5 @@ def build_datasets(root):
             cv2.imwrite(osp.join(root, 'datasets', 'prior_photos', split, f'photo{index}.png'),
                         smooth_image(rng, size, size))
     for build in (build_div2k, build_sr_benchmarks, build_clean_sets, build_sidd, build_gopro, build_reside,
-                  build_paired_sets):
+                  build_paired_sets, build_df2k_ost):
         build(str(root), raw, writer)

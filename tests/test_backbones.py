@@ -31,9 +31,10 @@ def test_iat_has_the_published_size():
     assert count(build_network(dict(type='IAT'))) == 91_154  # published: about 91k ("90k+")
 
 
+@pytest.mark.parametrize('arch', ['NAFNet', 'NAFNetLocal'])
 @pytest.mark.parametrize('size', [(16, 16), (13, 21), (7, 5), (1, 3)])
-def test_nafnet_keeps_any_input_size(size):
-    network = build_network(dict(SMALL_NAFNET))
+def test_nafnet_keeps_any_input_size(arch, size):
+    network = build_network(dict(SMALL_NAFNET, type=arch))
     image = torch.rand(2, 3, *size)
     assert network(image).shape == image.shape
 
@@ -52,14 +53,15 @@ def test_iat_keeps_the_size_and_the_range(size):
 
 
 def test_iat_global_branch_starts_as_the_identity():
-    gamma, colour = build_network(dict(type='IAT')).global_branch(torch.rand(2, 3, 24, 24))
+    gamma, colour = build_network(dict(type='IAT')).global_net(torch.rand(2, 3, 24, 24))
     torch.testing.assert_close(gamma, torch.ones(2, 1))
     torch.testing.assert_close(colour, torch.eye(3).expand(2, 3, 3))
 
 
 @pytest.mark.parametrize('options', [SMALL_NAFNET, dict(type='IAT')], ids=['NAFNet', 'IAT'])
 def test_every_parameter_learns(options):
-    """Zero-initialised residual scales and heads stop gradients at step 0; after one step every parameter gets one."""
+    """Zero-initialised residual scales (NAFNet) and values (IAT's global queries) stop gradients at step 0; after one
+    step every parameter gets one."""
     torch.manual_seed(0)
     network = build_network(dict(options))
     optimizer = torch.optim.Adam(network.parameters(), lr=1e-2)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from basicsr.models import build_model
-from basicsr_diffloss.archs import DiffusionPrior
+from basicsr_diffloss.priors import DiffusionPrior
 from basicsr_diffloss.losses import DiffLoss
 from basicsr_diffloss.losses.diffloss_loss import NonFiniteInputError
 from conftest import TINY_UNET
@@ -38,7 +38,7 @@ LOSS_CASES = [
     ('negative weight', {'h_weight': -0.5}, r"'h_weight': -0.5 must be >= 0"),
     ('crop_size not a multiple of the factor', {'crop_size': 15}, r"'crop_size': 15 .*factor 2; use 14 or 16"),
     ('non-numeric option', {'eps_weight': '5e-1'}, r"'eps_weight': '5e-1' is not a number .*!!float"),
-    ('unknown dtype', {'dtype': 'fp8'}, r"'dtype': 'fp8' is not one of"),
+    ('speed option given to the loss', {'dtype': 'fp8'}, r"\['dtype'\] choose how the prior runs"),
     ('unknown out_of_range', {'out_of_range': 'wrap'}, r"'out_of_range': 'wrap' is not one of"),
 ]
 

@@ -8,7 +8,7 @@ import torch
 
 from conftest import REPO
 
-VARIANTS = ['fp32', 'bf16', 'bf16+checkpointing', 'bf16+encoder_only', 'bf16+every4', 'bf16+score_difference']
+VARIANTS = ['default', 'fp32', 'bf16', 'bf16+checkpointing', 'bf16+encoder_only', 'bf16+every4', 'bf16+score_difference']
 
 
 @pytest.fixture(scope='module')
@@ -48,9 +48,15 @@ def test_table_lists_every_configuration_with_times_and_flops(compared):
     table = table_rows(markdown)
     assert [(row['loss'], row['variant']) for row in table] == [('l1', ''), ('l1+vgg', '')] + [
         ('l1+diffloss', variant) for variant in VARIANTS]
-    assert all(row['batch x GT'] == '2 x 32^2' and row['peak GiB'] == 'n/a' for row in table)  # CPU: no peak counter
+    assert all(row['batch x GT'] == '2 x 32^2' for row in table)
     for row in record['rows']:
         assert row['ms'] > 0 and row['flops'] > 0 and row['x_floor'] > 0
+        assert row['peak_gib'] >= 0  # CPU: resident memory above the process's before the configuration
+    diffloss_rows = {row['variant']: row for row in table if row['loss'] == 'l1+diffloss'}
+    assert diffloss_rows['default']['gradient'] == 'score_difference'  # the package default, stated in its row
+    assert diffloss_rows['default']['prior dtype'] in ('float32', 'bfloat16')
+    assert all(row['gradient'] == 'backprop' for name, row in diffloss_rows.items() if 'score_difference' not in name
+               and name != 'default')
     assert 'Command: `python' in markdown and '--tiny --restorers edsr' in markdown
     assert set(record['matmul_tflops']) == {'float32', 'bfloat16'} and min(record['matmul_tflops'].values()) > 0
 

@@ -1,49 +1,43 @@
-"""scripts/compare.py end to end on tiny data (train both runs, evaluate, report), and the prior diagnostics."""
+"""The compare command (basicsr-diffloss-compare, scripts/compare.py) end to end on tiny data (train both runs,
+evaluate, report), its refusals to compare a network with itself, and the prior diagnostics."""
 import glob
-import importlib.util
 import json
 import os
+import shutil
+import subprocess
+import sys
+import time
 from os import path as osp
 
 import cv2
 import pytest
 import yaml
 
+from basicsr_diffloss.commands import compare as compare_command
 from basicsr_diffloss.report.train_log import parse_train_log
-from conftest import REPO, tiny_demo_run, write_options
+from basicsr_diffloss.report.training import Experiment, check_experiments
+from conftest import run_in, tiny_demo_run, write_options
 
 DIFFLOSS_NAME, BASELINE_NAME = 'demo_EDSR_x4_diffloss', 'demo_EDSR_x4_baseline'
 
 
-def load_compare_script():
-    spec = importlib.util.spec_from_file_location('compare', osp.join(REPO, 'scripts', 'compare.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run_in(folder, function, *args):
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        return function(*args)
-    finally:
-        os.chdir(cwd)
+def tiny_compare_options(root):
+    """The demo's +DiffLoss option file, shrunk, written to ``root/options/train_tiny_diffloss.yml``."""
+    opt = tiny_demo_run(root, val_count=2, val_size=96)
+    opt['val'].update(val_freq=1, prior_diagnostics=dict(timesteps=[100, 700], max_images=1))
+    opt['val']['metrics']['niqe']['type'] = 'calculate_niqe_or_nan'  # BasicSR's fails on 96 px images
+    opt['logger'].update(print_freq=1, save_checkpoint_freq=2)
+    (root / 'options').mkdir()
+    return write_options(opt, root / 'options' / 'train_tiny_diffloss.yml')
 
 
 @pytest.fixture(scope='module')
 def compared(tmp_path_factory):
     """The demo's +DiffLoss option file, shrunk, compared after 2 iterations per run (``--iters 2``)."""
     root = tmp_path_factory.mktemp('compare')
-    opt = tiny_demo_run(root, val_count=2, val_size=96)
-    opt['val'].update(val_freq=1, prior_diagnostics=dict(timesteps=[100, 700], max_images=1))
-    opt['val']['metrics']['niqe']['type'] = 'calculate_niqe_or_nan'  # BasicSR's fails on 96 px images
-    opt['logger'].update(print_freq=1, save_checkpoint_freq=2)
-    (root / 'options').mkdir()
-    option_file = write_options(opt, root / 'options' / 'train_tiny_diffloss.yml')
-    compare = load_compare_script()
-    run_in(root, compare.main, ['-opt', option_file, '--iters', '2', '--output', 'report', '--crop_size', '32'])
-    return root, compare
+    option_file = tiny_compare_options(root)
+    run_in(root, compare_command.main, ['-opt', option_file, '--iters', '2', '--output', 'report', '--crop_size', '32'])
+    return root, compare_command
 
 
 def test_baseline_file_is_the_same_options_without_diffloss(compared):
@@ -108,3 +102,108 @@ def test_finished_experiment_folders_are_compared_without_training(compared):
     again, first = (open(root / folder / 'table_demo_val.md').read() for folder in ('report_again', 'report'))
     assert again == first
     assert osp.isfile(root / 'report_again' / 'grid_demo_val.png')
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The two runs never share an experiment folder, and the table never shows one network twice
+
+
+@pytest.fixture(scope='module')
+def named(tmp_path_factory):
+    """The tiny comparison with ``--force_yml name=tiny``, which once trained both runs into experiments/tiny (BasicSR
+    archived the baseline), reported the +DiffLoss network in both rows, then failed on the baseline's log."""
+    root = tmp_path_factory.mktemp('compare_named')
+    option_file = tiny_compare_options(root)
+    run_in(root, compare_command.main, ['-opt', option_file, '--iters', '2', '--force_yml', 'name=tiny',
+                                        '--crop_size', '32'])
+    return root
+
+
+def test_a_name_override_trains_each_run_into_its_own_folder(named):
+    assert sorted(os.listdir(named / 'experiments')) == ['tiny_baseline', 'tiny_diffloss']
+    for run in ('baseline', 'diffloss'):
+        logs = glob.glob(str(named / 'experiments' / f'tiny_{run}' / f'train_tiny_{run}_*.log'))
+        losses, _ = parse_train_log(logs[0])
+        assert sorted(losses['l_pix']) == [1, 2] and ('l_diff_eps' in losses) == (run == 'diffloss')
+    report = open(named / 'results' / 'compare_tiny' / 'report.md').read()  # the default folder names the override
+    for label, run in (('baseline', 'baseline'), ('+DiffLoss', 'diffloss')):
+        assert f'- {label}: experiment folder `experiments/tiny_{run}` (checkpoint `experiments/tiny_{run}/' in report
+
+
+def test_a_name_override_reports_two_different_networks(named):
+    folder = named / 'results' / 'compare_tiny'
+    metrics = json.load(open(folder / 'metrics.json'))
+    baseline, diffloss = (metrics[run]['demo_val']['values'] for run in ('baseline', 'diffloss'))
+    assert all(baseline[key] != diffloss[key] for key in ('psnr', 'psnr_y', 'ssim', 'haarpsi', 'gmsd'))
+    _, _, baseline_row, diffloss_row, _ = open(folder / 'table_demo_val.md').read().strip().split('\n')
+    assert baseline_row.split('|')[2:] != diffloss_row.split('|')[2:]
+    assert 'identical weights' not in open(folder / 'report.md').read()
+
+
+def test_two_option_files_with_one_name_are_refused_before_training(tmp_path):
+    option_file = tiny_compare_options(tmp_path)
+    opt = yaml.safe_load(open(option_file))
+    del opt['train']['diffusion_opt']
+    baseline = write_options(opt, tmp_path / 'options' / 'same_name_baseline.yml')  # the +DiffLoss file's name
+    with pytest.raises(SystemExit, match=r"both runs are named 'demo_EDSR_x4_diffloss' \(option 'name' .*"
+                       r"--force_yml name=X to train into experiments/X_baseline and experiments/X_diffloss"):
+        run_in(tmp_path, compare_command.main, ['-opt', option_file, '--baseline_opt', baseline, '--iters', '1'])
+    assert not osp.exists(tmp_path / 'experiments') and not osp.exists(tmp_path / 'results')
+
+
+def test_the_same_experiment_folder_twice_is_refused(compared, capsys):
+    root, compare = compared
+    for spelling in (f'experiments/{DIFFLOSS_NAME}', f'./experiments/{DIFFLOSS_NAME}/',
+                     str(root / 'experiments' / DIFFLOSS_NAME)):
+        with pytest.raises(SystemExit):
+            run_in(root, compare.main, ['--baseline_exp', f'experiments/{DIFFLOSS_NAME}', '--diffloss_exp', spelling,
+                                        '--output', 'report_self'])
+        assert 'are the same folder' in capsys.readouterr().err
+    assert not osp.exists(root / 'report_self')
+
+
+def test_a_checkpoint_linked_from_the_other_run_is_refused(compared, tmp_path):
+    root, compare = compared
+    borrowed = tmp_path / 'borrowed'
+    shutil.copytree(root / 'experiments' / BASELINE_NAME, borrowed)
+    (borrowed / 'models' / 'net_g_latest.pth').unlink()
+    (borrowed / 'models' / 'net_g_latest.pth').symlink_to(root / 'experiments' / DIFFLOSS_NAME / 'models' /
+                                                          'net_g_latest.pth')
+    with pytest.raises(SystemExit, match='baseline checkpoint .* lies outside its experiment folder'):
+        run_in(root, compare.main, ['--baseline_exp', str(borrowed), '--diffloss_exp', f'experiments/{DIFFLOSS_NAME}',
+                                    '--output', str(tmp_path / 'report')])
+    assert not osp.exists(tmp_path / 'report')
+
+
+def test_a_checkpoint_older_than_its_training_is_refused(compared):
+    root, _ = compared
+    experiments = {run: Experiment(str(root / 'experiments' / name))
+                   for run, name in (('baseline', BASELINE_NAME), ('diffloss', DIFFLOSS_NAME))}
+    check_experiments(experiments, {'baseline': 0, 'diffloss': 0})
+    with pytest.raises(ValueError, match="the diffloss checkpoint '.*' is older than the diffloss training"):
+        check_experiments(experiments, {'baseline': 0, 'diffloss': time.time() + 60})
+
+
+def test_identical_weights_are_reported_with_a_warning(compared, tmp_path):
+    root, compare = compared
+    twin = tmp_path / 'twin'
+    shutil.copytree(root / 'experiments' / DIFFLOSS_NAME, twin)
+    run_in(root, compare.main, ['--baseline_exp', str(twin), '--diffloss_exp', f'experiments/{DIFFLOSS_NAME}',
+                                '--output', str(tmp_path / 'report'), '--crop_size', '32'])
+    assert '**Warning**: the two checkpoints hold identical weights' in open(tmp_path / 'report' / 'report.md').read()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# matplotlib is the 'report' extra
+
+
+def test_without_matplotlib_compare_stops_before_training_and_names_the_extra(tmp_path):
+    option_file = tiny_compare_options(tmp_path)
+    code = ("import sys; sys.modules['matplotlib'] = None; from basicsr_diffloss.commands.compare import main; "
+            f"main(['-opt', {option_file!r}, '--iters', '1'])")
+    result = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert "matplotlib, which is not installed: it comes with the package's 'report' extra (pip install " \
+        "'basicsr-diffloss[report]'" in result.stderr
+    assert 'Traceback' not in result.stderr
+    assert not osp.exists(tmp_path / 'experiments') and not osp.exists(tmp_path / 'results')

@@ -149,12 +149,13 @@ def test_degradations_apply_in_order(photo_folder):
 
 @pytest.mark.parametrize('degradations, message', [
     ([], "'degradations' must be a non-empty list"),
-    ([dict(type='blur')], r"'degradations\[0\]': 'type' must be one of"),
+    ([dict(type='blur')], r"degradations\[0\] option 'type': 'blur' is not one of"),
     ([dict(type='jpeg', qualty=30)], r"unknown option\(s\) \['qualty'\]"),
     ([dict(type='bicubic')], r"missing option\(s\) \['scale'\]"),
-    ([dict(type='gaussian_noise', sigma=[50, 10])], "'sigma' must be a number or \\[low, high\\]"),
-    ([dict(type='gaussian_blur', kernel_size=4)], "'kernel_size' must be an odd integer"),
-    ([dict(type='jpeg', quality=[10, 101])], "'quality' must be"),
+    ([dict(type='gaussian_noise', sigma=[50, 10])], r"\(gaussian_noise\) option 'sigma': \[50, 10\] must be a number "
+     r"or \[low, high\] with low <= high"),
+    ([dict(type='gaussian_blur', kernel_size=4)], "option 'kernel_size': 4 must be an odd integer"),
+    ([dict(type='jpeg', quality=[10, 101])], "option 'quality': 101 must be <= 100"),
 ])
 def test_option_errors_name_the_option(photo_folder, degradations, message):
     with pytest.raises(ValueError, match=message):

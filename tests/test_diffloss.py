@@ -133,8 +133,11 @@ def test_num_samples_averages_several_draws(tiny_prior, batch, monkeypatch):
     original_forward = tiny_prior.forward
     monkeypatch.setattr(tiny_prior, 'forward',
                         lambda x_t, t, **kw: batch_sizes.append(len(t)) or original_forward(x_t, t, **kw))
+    DiffLoss(prior=tiny_prior, num_samples=3, **BACKPROP)(pred, gt)
+    assert batch_sizes == [3 * len(pred)] * 2  # the GT branch, then the restored branch
+    batch_sizes.clear()
     DiffLoss(prior=tiny_prior, num_samples=3)(pred, gt)
-    assert batch_sizes == [3 * len(pred)] * 2
+    assert batch_sizes == [2 * 3 * len(pred)]  # score difference: both branches in one batched call
 
 
 def test_terms_are_weighted_and_the_sum_is_the_loss(tiny_prior, batch):
@@ -182,7 +185,7 @@ def test_presets_fill_the_options_that_are_not_given(tiny_prior):
     assert (paper.space, paper.gradient, paper.t_weighting) == ('eps', 'backprop', 'uniform')
     default = DiffLoss(prior=tiny_prior)
     assert (dict(default.weights), default.t_range) == ({'l_diff_eps': 3.5, 'l_diff_h': 0.0}, (200, 800))
-    assert default.gradient == 'score_difference' == DiffLoss(prior=tiny_prior, preset='measured').gradient
+    assert default.gradient == 'score_difference'
     assert DiffLoss(prior=tiny_prior, preset='backprop').gradient == 'backprop'
     mixed = DiffLoss(prior=tiny_prior, preset='paper', eps_weight=2.0)
     assert (mixed.weights['l_diff_eps'], mixed.weights['l_diff_h']) == (2.0, 1e-6)

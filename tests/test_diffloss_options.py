@@ -3,15 +3,18 @@ import pytest
 import torch
 from torch.autograd.graph import saved_tensors_hooks
 
-from basicsr_diffloss.archs import DiffusionPrior
 from basicsr_diffloss.losses import DiffLoss
+from basicsr_diffloss.priors import DiffusionPrior
+from basicsr_diffloss.priors import diffusion_prior_arch
+from basicsr_diffloss.priors.diffusion_prior_arch import native_bf16
 from basicsr_diffloss.losses.application_schedule import ApplicationSchedule
 from basicsr_diffloss.models.diffloss_model import PixelAndDiffusionLoss
 from conftest import BACKPROP, TINY_UNET
 
 
-def fresh_prior(reference):
-    prior = DiffusionPrior(unet=dict(TINY_UNET))
+def fresh_prior(reference, **execution):
+    """A copy of ``reference`` that runs as ``execution`` says (dtype, channels_last, ...)."""
+    prior = DiffusionPrior(unet=dict(TINY_UNET), **execution)
     prior.load_state_dict(reference.state_dict())
     return prior
 
@@ -61,7 +64,7 @@ def images():
                          ids=['channels_last', 'gradient_checkpointing'])
 def test_memory_options_keep_the_loss_and_gradient(tiny_prior, images, options):
     reference = value_and_gradient(DiffLoss(prior=fresh_prior(tiny_prior), **BACKPROP, h_weight=1.0, seed=0), *images)
-    loss = DiffLoss(prior=fresh_prior(tiny_prior), **BACKPROP, h_weight=1.0, seed=0, **options)
+    loss = DiffLoss(prior=fresh_prior(tiny_prior, **options), **BACKPROP, h_weight=1.0, seed=0)
     result = value_and_gradient(loss, *images)
     torch.testing.assert_close(result, reference, rtol=1e-4, atol=1e-7)
 
@@ -69,8 +72,8 @@ def test_memory_options_keep_the_loss_and_gradient(tiny_prior, images, options):
 def test_gradient_checkpointing_stores_fewer_activations(tiny_prior, images):
     pred, gt = images
     pred = pred.requires_grad_(True)
-    stored = {flag: saved_bytes(lambda: DiffLoss(prior=fresh_prior(tiny_prior), **BACKPROP, seed=0,
-                                                 gradient_checkpointing=flag)(pred, gt))
+    stored = {flag: saved_bytes(lambda: DiffLoss(prior=fresh_prior(tiny_prior, gradient_checkpointing=flag),
+                                                 **BACKPROP, seed=0)(pred, gt))
               for flag in (False, True)}
     print(f'\nactivations stored: {stored[False]} bytes, with gradient checkpointing {stored[True]}')
     assert stored[True] < 0.5 * stored[False]
@@ -108,7 +111,7 @@ def test_low_precision_prior_matches_fp32_gradient_and_value(tiny_prior, dtype):
     pred, target = torch.rand(8, 3, 32, 32), torch.rand(8, 3, 32, 32)
     results = {}
     for name in ('fp32', dtype):
-        loss = DiffLoss(prior=fresh_prior(tiny_prior), **BACKPROP, h_weight=1.0, dtype=name, seed=0)
+        loss = DiffLoss(prior=fresh_prior(tiny_prior, dtype=name), **BACKPROP, h_weight=1.0, seed=0)
         try:
             results[name] = value_and_gradient(loss, pred, target)
         except RuntimeError as error:  # a kernel this CPU build lacks for the dtype
@@ -122,7 +125,7 @@ def test_low_precision_prior_matches_fp32_gradient_and_value(tiny_prior, dtype):
 def test_compiled_prior_gives_the_eager_loss_and_gradient(tiny_prior, images):
     """torch.compile (inductor; about 40 s of compilation on a 2-core CPU)."""
     eager = value_and_gradient(DiffLoss(prior=fresh_prior(tiny_prior), **BACKPROP, h_weight=1.0, seed=0), *images)
-    loss = DiffLoss(prior=fresh_prior(tiny_prior), **BACKPROP, h_weight=1.0, seed=0, compile=True)
+    loss = DiffLoss(prior=fresh_prior(tiny_prior, compile=True), **BACKPROP, h_weight=1.0, seed=0)
     compiled = value_and_gradient(loss, *images)
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-7)
 
@@ -156,10 +159,10 @@ def test_model_loss_slot_passes_the_iteration_and_skips_the_term_before_start(ti
     pred, gt = images
     slot.current_iter = 4
     slot(pred, gt)
-    assert list(slot.pop_terms()) == ['l_pix']
+    assert list(slot.pop_terms()[0]) == ['l_pix']
     slot.current_iter = 5
     slot(pred, gt)
-    assert list(slot.pop_terms()) == ['l_pix', 'l_diff_eps']
+    assert list(slot.pop_terms()[0]) == ['l_pix', 'l_diff_eps']
     alone = PixelAndDiffusionLoss(None, DiffLoss(prior=tiny_prior, start_iter=5))
     pred = pred.clone().requires_grad_(True)
     alone.current_iter = 1
@@ -173,8 +176,9 @@ def test_score_difference_gradient_is_the_weighted_prediction_difference(tiny_pr
     outputs = record_prior_calls(tiny_prior, monkeypatch)
     loss = DiffLoss(prior=tiny_prior, gradient='score_difference', eps_weight=3.0, seed=0)
     value, gradient = value_and_gradient(loss, pred, gt)
-    (_, _, eps_target), (_, _, eps_pred) = outputs
-    assert eps_pred.grad_fn is None  # the restored branch records no graph
+    (_, _, eps), = outputs  # both branches in one batched call: restored first, then the GT
+    eps_pred, eps_target = eps.chunk(2)
+    assert eps.grad_fn is None  # no graph through the UNet
     difference = eps_pred - eps_target
     torch.testing.assert_close(value, difference.square().mean() * 3.0)
     # d/d pred = eps_weight * 2 (eps(y_t) - eps(x_t)) / N, times 2 for the [0, 1] -> [-1, 1] mapping
@@ -183,16 +187,51 @@ def test_score_difference_gradient_is_the_weighted_prediction_difference(tiny_pr
     torch.testing.assert_close(backprop, value)  # the same draws give the same logged value
 
 
-def test_score_difference_refuses_the_h_term(tiny_prior):
-    with pytest.raises(ValueError, match="'h_weight: 0'"):
-        DiffLoss(prior=tiny_prior, gradient='score_difference', h_weight=1.0)
+def decoder_calls_with_graph(prior):
+    """A list that receives an entry whenever the UNet's first up block runs while recording a graph."""
+    calls = []
+    prior.unet.up_blocks[0].register_forward_hook(
+        lambda module, inputs, output: calls.append(1) if torch.is_grad_enabled() else None)
+    return calls
+
+
+def gradients_of_terms(loss, pred, gt):
+    """``{name: d term / d pred}`` for each term of ``loss``."""
+    pred = pred.detach().requires_grad_(True)
+    terms = loss.terms(pred, gt)
+    return {name: torch.autograd.grad(value, pred, retain_graph=True)[0] for name, value in terms.items()}
+
+
+def test_h_term_alone_trains_under_the_default_gradient_through_the_encoder_only(tiny_prior, images):
+    pred, gt = images
+    decoder = decoder_calls_with_graph(tiny_prior)
+    default = gradients_of_terms(DiffLoss(prior=tiny_prior, eps_weight=0, h_weight=1.0, seed=0), pred, gt)
+    assert DiffLoss(prior=tiny_prior, h_weight=1.0).gradient == 'score_difference'  # the default preset
+    assert list(default) == ['l_diff_h'] and default['l_diff_h'].abs().sum() > 0 and not decoder
+    backprop = gradients_of_terms(DiffLoss(prior=tiny_prior, **BACKPROP, eps_weight=0, h_weight=1.0, seed=0), pred,
+                                  gt)
+    torch.testing.assert_close(default['l_diff_h'], backprop['l_diff_h'])
+
+
+def test_both_terms_under_the_default_gradient_score_eps_and_backpropagate_h(tiny_prior, images):
+    pred, gt = images
+    pred = pred.clamp(0.01, 0.99)
+    decoder = decoder_calls_with_graph(tiny_prior)
+    both = gradients_of_terms(DiffLoss(prior=tiny_prior, eps_weight=3.0, h_weight=0.5, seed=0), pred, gt)
+    assert list(both) == ['l_diff_eps', 'l_diff_h'] and not decoder  # the h pass stops after the middle block
+    eps_alone = gradients_of_terms(DiffLoss(prior=tiny_prior, eps_weight=3.0, seed=0), pred, gt)
+    h_through_unet = gradients_of_terms(DiffLoss(prior=tiny_prior, **BACKPROP, eps_weight=0, h_weight=0.5, seed=0),
+                                        pred, gt)
+    torch.testing.assert_close(both['l_diff_eps'], eps_alone['l_diff_eps'])
+    torch.testing.assert_close(both['l_diff_h'], h_through_unet['l_diff_h'])
 
 
 def test_x0_space_compares_the_implied_clean_images(tiny_prior, images, monkeypatch):
     pred, gt = images
     calls = record_prior_calls(tiny_prior, monkeypatch)
     terms = DiffLoss(prior=tiny_prior, space='x0', eps_weight=1.0, seed=0).terms(pred, gt)
-    (x_t, t, eps_target), (y_t, _, eps_pred) = calls
+    (z_t, t_both, eps), = calls  # one batched call: restored first, then the GT
+    (y_t, x_t), (eps_pred, eps_target), t = z_t.chunk(2), eps.chunk(2), t_both.chunk(2)[0]
     abar = tiny_prior.abar(t)
     expected = ((y_t - (1 - abar).sqrt() * eps_pred) - (x_t - (1 - abar).sqrt() * eps_target)) / abar.sqrt()
     torch.testing.assert_close(terms['l_diff_x0'], expected.square().mean())
@@ -214,7 +253,8 @@ def test_snr_weighting_has_mean_one_over_t_range_and_favours_noisy_timesteps(tin
 def test_snr_weighting_weights_each_image_by_its_timestep(tiny_prior, images, monkeypatch):
     calls = record_prior_calls(tiny_prior, monkeypatch)
     value = DiffLoss(prior=tiny_prior, eps_weight=1.0, t_weighting='snr', t_range=[0, 999], seed=0)(*images)
-    (_, t, eps_target), (_, _, eps_pred) = calls
+    (_, t_both, eps), = calls
+    (eps_pred, eps_target), t = eps.chunk(2), t_both.chunk(2)[0]
     noise_share = 1 - tiny_prior.alphas_cumprod
     weights = (noise_share[t] / noise_share.mean()).view(-1, 1, 1, 1)
     torch.testing.assert_close(value, (weights * (eps_pred - eps_target).square()).mean())
@@ -235,7 +275,6 @@ def test_shared_augmentation_moves_both_images_alike(tiny_prior):
 @pytest.mark.parametrize('options, message', [
     (dict(probability=0), "'probability': 0 must be > 0"),
     (dict(every=0), "'every': 0 must be >= 1"),
-    (dict(compile='yes'), "'compile': 'yes' is not true or false"),
     (dict(space='v'), "'space': 'v' is not one of"),
     (dict(gradient='sds'), "'gradient': 'sds' is not one of"),
     (dict(t_weighting='min_snr'), "'t_weighting': 'min_snr' is not one of"),
@@ -245,11 +284,37 @@ def test_bad_schedule_and_mode_options_name_the_option(tiny_prior, options, mess
         DiffLoss(prior=tiny_prior, **options)
 
 
-def test_auto_dtype_is_fp32_on_the_cpu_and_applied_at_the_first_call(tiny_prior, images):
-    loss = DiffLoss(prior=tiny_prior)
-    nn_dtype = next(tiny_prior.unet.parameters()).dtype
-    assert loss.dtype is None and nn_dtype == torch.float32
+def test_auto_dtype_follows_native_bf16_and_is_applied_at_the_first_call(images, monkeypatch):
+    with open('/proc/cpuinfo') as f:
+        flags = set(f.read().split())
+    native = bool(flags & {'avx512_bf16', 'amx_bf16'})
+    assert native_bf16(torch.device('cpu')) == native
+    monkeypatch.setattr(diffusion_prior_arch, 'native_bf16', native_bf16)  # undo conftest's fp32 for this test
+    prior = DiffusionPrior(unet=dict(TINY_UNET))  # dtype: auto
+    loss = DiffLoss(prior=prior)
+    assert prior.dtype is None and next(prior.unet.parameters()).dtype == torch.float32
     loss(*images)
-    assert loss.dtype == torch.float32 and tiny_prior.dtype == torch.float32
-    DiffLoss(prior=tiny_prior, dtype='bf16')(*images)
-    assert next(tiny_prior.unet.parameters()).dtype == torch.bfloat16
+    assert prior.dtype == (torch.bfloat16 if native else torch.float32) == next(prior.unet.parameters()).dtype
+    prior.set_execution(dtype='fp32')
+    loss(*images)
+    assert next(prior.unet.parameters()).dtype == torch.float32 == prior.dtype
+
+
+@pytest.mark.parametrize('options, message', [
+    (dict(dtype='bf16'), r"DiffLoss options \['dtype'\] choose how the prior runs .*prior: \{type: DiffusionPrior, "
+     r"pretrained: \.\.\., dtype: bf16\}"),
+    (dict(compile=True, channels_last=True), r"\['channels_last', 'compile'\] choose how the prior runs"),
+    (dict(eps_wieght=1.0), r"DiffLoss has no option\(s\) \['eps_wieght'\]"),
+])
+def test_options_diffloss_does_not_take_are_refused_with_where_they_go(tiny_prior, options, message):
+    with pytest.raises(ValueError, match=message):
+        DiffLoss(prior=tiny_prior, **options)
+
+
+@pytest.mark.parametrize('options, message', [
+    (dict(compile='yes'), "DiffusionPrior option 'compile': 'yes' is not true or false"),
+    (dict(dtype='fp8'), "DiffusionPrior option 'dtype': 'fp8' is not one of"),
+])
+def test_bad_execution_options_of_the_prior_name_the_option(options, message):
+    with pytest.raises(ValueError, match=message):
+        DiffusionPrior(unet=dict(TINY_UNET), **options)

@@ -7,7 +7,7 @@ from diffusers import DDPMScheduler, UNet2DModel
 from safetensors.torch import load_file, save_file
 
 from basicsr.archs import build_network
-from basicsr_diffloss.archs import DiffusionPrior
+from basicsr_diffloss.priors import DiffusionPrior
 
 WEIGHTS = 'diffusion_pytorch_model.safetensors'
 

@@ -18,9 +18,9 @@ from conftest import REPO, load_options, smooth_image
 from diffusers import DDPMScheduler
 from torch import nn
 
-from basicsr_diffloss.archs import DiffusionPrior
+from basicsr_diffloss.priors import DiffusionPrior
 from basicsr_diffloss.losses import DiffLoss
-from basicsr_diffloss.priors import (PRESETS, NotRepresentableError, convert_state_dict, resolve_flags,
+from basicsr_diffloss.priors import (MODELS, NotRepresentableError, convert_state_dict, resolve_flags,
                                      scheduler_config, unet_config)
 from basicsr_diffloss.priors.guided_diffusion import empty_unet
 
@@ -299,9 +299,11 @@ def test_leftover_missing_and_misshaped_keys_are_errors():
         convert_state_dict(state, resolve_flags(**dict(flags, learn_sigma=False)))
 
 
-def test_flags_and_presets_are_checked(tmp_path):
-    with pytest.raises(ValueError, match="'preset'"):
+def test_flags_and_models_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="option 'model': '256x256_unknown' is not one of"):
         resolve_flags('256x256_unknown')
+    with pytest.raises(ValueError, match="option 'preset' is now called 'model'.*write model: lsun_cat"):
+        resolve_flags(preset='lsun_cat')
     with pytest.raises(ValueError, match=r"\['num_chanels'\] are unknown"):
         resolve_flags(num_chanels=64)
     with pytest.raises(ValueError, match="'learn_sigma'"):
@@ -321,7 +323,7 @@ def test_a_pt_file_without_the_option_is_refused(tmp_path):
     with pytest.raises(ValueError, match="'pretrained'.*is a file.*add the option 'guided_diffusion'"):
         DiffusionPrior(pretrained=path)
     with pytest.raises(ValueError, match="'guided_diffusion' describes the .pt checkpoint"):
-        DiffusionPrior(unet={}, guided_diffusion={'preset': '256x256_diffusion_uncond'})
+        DiffusionPrior(unet={}, guided_diffusion={'model': '256x256_diffusion_uncond'})
 
 
 def test_class_conditional_prior_without_labels_is_refused(tmp_path):
@@ -343,9 +345,9 @@ def test_script_writes_a_folder_that_loads_strictly_and_equals_direct_loading(tm
     reference = random_reference(flags)
     checkpoint = save_checkpoint(reference, tmp_path / 'model.pt')
     folder = tmp_path / 'converted'
-    # the preset's flags, overridden to the tiny network's (the preset's learn_sigma, resblock_updown, ... stay)
+    # the published model's flags, overridden to the tiny network's (its learn_sigma, resblock_updown, ... stay)
     load_script('convert_guided_diffusion').main([
-        '--checkpoint', checkpoint, '--output', str(folder), '--preset', '256x256_diffusion_uncond', '--image_size',
+        '--checkpoint', checkpoint, '--output', str(folder), '--model', '256x256_diffusion_uncond', '--image_size',
         '16', '--num_channels', '32', '--channel_mult', '1,2,2', '--attention_resolutions', '8,4',
         '--num_head_channels', '16'
     ])
@@ -357,7 +359,7 @@ def test_script_writes_a_folder_that_loads_strictly_and_equals_direct_loading(tm
     assert scheduler['prediction_type'] == 'epsilon'
     assert (scheduler['beta_schedule'], scheduler['num_train_timesteps']) == ('linear', 1000)
     from_folder = DiffusionPrior(pretrained=str(folder))
-    direct = DiffusionPrior(pretrained=checkpoint, guided_diffusion=dict(flags, preset='256x256_diffusion_uncond'))
+    direct = DiffusionPrior(pretrained=checkpoint, guided_diffusion=dict(flags, model='256x256_diffusion_uncond'))
     for name, value in direct.state_dict().items():
         assert torch.equal(value, from_folder.state_dict()[name]), name
     torch.testing.assert_close(from_folder.alphas_cumprod, direct.alphas_cumprod, rtol=0, atol=0)
@@ -385,11 +387,11 @@ PARAMETERS = {'256x256_diffusion_uncond': 552_814_086, '256x256_diffusion': 553_
 NOT_REPRESENTABLE = {'128x128_diffusion': 'heads of different widths', '512x512_diffusion': "'channel_mult'"}
 
 
-@pytest.mark.parametrize('preset', sorted(PRESETS))
-def test_every_preset_builds_a_unet_that_its_checkpoint_layout_fills(preset):
-    flags = resolve_flags(preset)
-    if preset in NOT_REPRESENTABLE:
-        with pytest.raises(NotRepresentableError, match=NOT_REPRESENTABLE[preset]):
+@pytest.mark.parametrize('model', sorted(MODELS))
+def test_every_model_builds_a_unet_that_its_checkpoint_layout_fills(model):
+    flags = resolve_flags(model)
+    if model in NOT_REPRESENTABLE:
+        with pytest.raises(NotRepresentableError, match=NOT_REPRESENTABLE[model]):
             unet_config(flags)
         return
     unet = empty_unet(unet_config(flags))
@@ -399,7 +401,7 @@ def test_every_preset_builds_a_unet_that_its_checkpoint_layout_fills(preset):
     converted = convert_state_dict(reference.state_dict(), flags)  # every key converted, filled, shaped right
     count = sum(p.numel() for p in unet.parameters())
     assert count == sum(p.numel() for p in reference.parameters()) == sum(v.numel() for v in converted.values())
-    assert count == PARAMETERS.get(preset, count)
+    assert count == PARAMETERS.get(model, count)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

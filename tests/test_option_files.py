@@ -18,9 +18,10 @@ import pytest
 import torch
 import yaml
 
-from basicsr_diffloss.archs import DiffusionPrior
+from basicsr_diffloss.priors import DiffusionPrior
 from conftest import REPO, TINY_UNET, write_options
 from dataset_layouts import build_datasets
+from pretrained_stand_ins import write_network_checkpoint, write_random_vgg19
 
 OPTION_FILES = sorted(osp.relpath(path, REPO) for path in glob.glob(osp.join(REPO, 'options', '**', '*.yml'),
                                                                    recursive=True))
@@ -34,6 +35,11 @@ UNPAIRED = {
 TINY_TRAIN_SIZE = 32
 BROKEN_SOURCE = 'options/train/SRx4/train_EDSR_SRx4_baseline.yml'
 BROKEN = 'a copy of train_EDSR_SRx4_baseline.yml naming a missing LMDB'  # a run that must fail
+# Pretrained weights the option files start from (Real-ESRGAN's ESRGAN / Real-ESRNet, VGG19 for perceptual losses):
+# random stand-ins are written there when a file names them.
+PRETRAINED_DIR = 'experiments/pretrained_models'
+# The pixel loss's log key: SRModel's, and that of the GAN models (ESRGANModel, RealESRGANModel).
+PIXEL_KEYS = ('l_pix', 'l_g_pix')
 # Tiny settings per network type; NAFNet's stage lists and the UNet's channel lists keep their lengths.
 SHRINK = {
     'EDSR': lambda net: dict(num_feat=8, num_block=1),
@@ -45,6 +51,10 @@ SHRINK = {
     'UNet2DModel': lambda net: dict(block_out_channels=[8] + [16] * (len(net['block_out_channels']) - 1),
                                     norm_num_groups=4, attention_head_dim=8),
 }
+SHRINK['NAFNetLocal'] = SHRINK['NAFNet']
+SHRINK['SwinIR'] = SHRINK['PaddedSwinIR']
+SHRINK.update(RRDBNet=lambda net: dict(num_feat=8, num_block=1, num_grow_ch=4),
+              UNetDiscriminatorSN=lambda net: dict(num_feat=8))
 
 
 def load(relative_path):
@@ -89,15 +99,35 @@ def place_tiny_prior(prior, trained_names, notes):
         DiffusionPrior(unet=dict(TINY_UNET)).unet.save_pretrained(pretrained)
 
 
+def place_pretrained_networks(opt, notes):
+    """Random checkpoints of the (shrunk) networks at the ``experiments/pretrained_models`` paths ``path`` names, and
+    random VGG19 weights where BasicSR's perceptual loss looks for them."""
+    for net in ('g', 'd'):
+        path = (opt.get('path') or {}).get(f'pretrain_network_{net}')
+        if path and osp.normpath(path).startswith(osp.normpath(PRETRAINED_DIR) + os.sep) and not osp.isfile(path):
+            write_network_checkpoint(opt[f'network_{net}'], path, opt['path'].get(f'param_key_{net}'))
+            notes.append(f'{path}: random weights')
+    if (opt.get('train') or {}).get('perceptual_opt'):
+        from basicsr.archs.vgg_arch import VGG_PRETRAIN_PATH
+        if not osp.isfile(VGG_PRETRAIN_PATH):
+            write_random_vgg19(VGG_PRETRAIN_PATH)
+        notes.append(f'{VGG_PRETRAIN_PATH}: random VGG19 weights')
+
+
 def tiny_options(opt, kind, trained_names, where):
     """The option dict cut down to seconds on a CPU; returns notes on what was substituted."""
     notes = []
     set_existing(opt, where, num_gpu=0)
-    network = opt['network_g']
-    if network['type'] in SHRINK:
-        set_existing(network, f'{where} network_g', **SHRINK[network['type']](network))
-    else:
-        notes.append(f"network {network['type']} has no SHRINK rule and runs at full size")
+    for key in ('network_g', 'network_d'):
+        network = opt.get(key)
+        if network is None:
+            continue
+        if network['type'] in SHRINK:
+            set_existing(network, f'{where} {key}', **SHRINK[network['type']](network))
+        else:
+            notes.append(f"network {network['type']} has no SHRINK rule and runs at full size")
+    if 'gt_size' in opt:  # the patch that Real-ESRGAN's models crop from their synthesised pairs
+        opt['gt_size'] = TINY_TRAIN_SIZE
     for name, dataset in opt['datasets'].items():
         if name.startswith('train'):
             set_existing(dataset, f'{where} datasets.{name}', gt_size=TINY_TRAIN_SIZE, batch_size_per_gpu=2,
@@ -113,6 +143,7 @@ def tiny_options(opt, kind, trained_names, where):
             place_tiny_prior(diffusion['prior'], trained_names, notes)
             if (diffusion.get('crop_size') or 0) > TINY_TRAIN_SIZE:  # DiffLoss crops within the training patch
                 diffusion['crop_size'] = TINY_TRAIN_SIZE
+        place_pretrained_networks(opt, notes)
     return notes
 
 
@@ -162,7 +193,7 @@ def runs(tmp_path_factory):
 
 def test_every_option_file_is_found_and_run(runs):
     _, results = runs
-    assert len(OPTION_FILES) >= 32
+    assert len(OPTION_FILES) >= 37
     assert set(results) == set(OPTION_FILES) | {BROKEN}
     assert any(kind_of(path) == 'test' for path in OPTION_FILES)
 
@@ -186,10 +217,15 @@ def test_option_file_runs_on_tiny_data(runs, option_file):
     if kind_of(option_file) == 'train':
         assert osp.isfile(root / 'experiments' / opt['name'] / 'models' / 'net_g_latest.pth')
         if opt['model_type'] != 'DiffusionPriorModel':
-            assert 'l_pix' in log
+            assert any(f'{key}: ' in log for key in PIXEL_KEYS)
             if opt['train'].get('diffusion_opt'):
-                assert 'l_diff_eps' in log
-            assert '# psnr' in log
+                model_type = opt['model_type']
+                built = model_type if model_type.startswith('DiffLoss') else f'DiffLoss{model_type}'
+                assert 'l_diff_eps' in log and f'Model [{built}] is created.' in log
+            else:
+                assert f"Model [{opt['model_type']}] is created." in log
+            if 'val' in opt:  # Real-ESRGAN's files have none
+                assert '# psnr' in log
     else:
         for dataset in opt['datasets'].values():
             assert f"Validation {dataset['name']}" in log
@@ -214,7 +250,7 @@ def test_pair_differs_only_in_name_and_diffusion_opt(baseline, diffloss):
         assert diffloss in UNPAIRED, f'{diffloss} has no baseline twin (*_baseline.yml)'
         return
     base, diff = load(baseline), load(diffloss)
-    assert base['model_type'] == diff['model_type'] == 'DiffLossSRModel'
+    assert base['model_type'] == diff['model_type']  # train.diffusion_opt alone adds the term
     assert 'diffusion_opt' not in base['train'] and diff['train'].get('diffusion_opt', {}).get('type') == 'DiffLoss'
     assert base['name'] != diff['name']
     for opt in (base, diff):

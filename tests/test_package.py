@@ -1,6 +1,12 @@
-"""Importing the package repairs basicsr 1.4.2 and registers everything; the entry points take BasicSR's flags."""
+"""Importing the package repairs basicsr 1.4.2 and registers everything; the entry points take BasicSR's flags; the
+installed commands exist and run."""
+import importlib
+import importlib.util
 import subprocess
 import sys
+import sysconfig
+from importlib import metadata
+from os import path as osp
 
 import pytest
 
@@ -31,3 +37,47 @@ def test_entry_points_accept_basicsr_flags(entry):
     assert result.returncode == 0, result.stderr
     for flag in ('-opt', '--launcher', '--auto_resume', '--debug', '--force_yml'):
         assert flag in result.stdout
+
+
+# console script -> what its --help must name
+COMMANDS = {
+    'basicsr-diffloss-train': ('-opt', '--launcher', '--auto_resume', '--debug', '--force_yml'),
+    'basicsr-diffloss-test': ('-opt', '--launcher', '--force_yml'),
+    'basicsr-diffloss-compare': ('-opt', '--baseline_opt', '--baseline_exp', '--diffloss_exp', '--iters',
+                                 '--force_yml'),
+    'basicsr-diffloss-inspect-prior': ('--prior', '--guided_diffusion_model', '--images', '--timesteps'),
+    'basicsr-diffloss-convert-adm': ('--checkpoint', '--model', '--output', '--num_channels'),
+}
+
+
+def test_the_distribution_declares_every_command():
+    declared = {entry.name: entry for entry in metadata.distribution('basicsr-diffloss').entry_points
+                if entry.group == 'console_scripts'}
+    assert set(declared) == set(COMMANDS), 'setup.py changed? reinstall: pip install --no-build-isolation -e .'
+    for entry in declared.values():
+        assert entry.value.startswith('basicsr_diffloss.commands.') and callable(entry.load())
+
+
+def test_installed_commands_exist_and_run_help(tmp_path):
+    """Each command as pip installed it (in the interpreter's scripts folder), run from a folder outside the
+    repository; the five run side by side."""
+    folder = sysconfig.get_path('scripts')
+    missing = [name for name in COMMANDS if not osp.isfile(osp.join(folder, name))]
+    assert not missing, f'{missing} not in {folder}: reinstall with pip install --no-build-isolation -e .'
+    processes = {name: subprocess.Popen([osp.join(folder, name), '--help'], cwd=tmp_path, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True) for name in COMMANDS}
+    for name, process in processes.items():
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, f'{name} --help: {err}'
+        assert out.startswith(f'usage: {name} ')
+        for flag in COMMANDS[name]:
+            assert flag in out, f'{name} --help does not name {flag}'
+
+
+@pytest.mark.parametrize('script, command', [('compare', 'compare'), ('inspect_prior', 'inspect_prior'),
+                                             ('convert_guided_diffusion', 'convert_adm')])
+def test_documented_scripts_run_the_installed_commands(script, command):
+    spec = importlib.util.spec_from_file_location(script, osp.join(REPO, 'scripts', f'{script}.py'))
+    wrapper = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wrapper)
+    assert wrapper.main is importlib.import_module(f'basicsr_diffloss.commands.{command}').main

@@ -9,7 +9,7 @@ from os import path as osp
 import pytest
 import torch
 
-from basicsr_diffloss.archs import DiffusionPrior
+from basicsr_diffloss.priors import DiffusionPrior
 from conftest import REPO, TINY_UNET, load_options, run_module, write_options, write_paired_split
 
 LOSS_LINE = re.compile(r'iter:\s+(\d+), lr:.*?\] (l_pix: .*)$', re.M)

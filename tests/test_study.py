@@ -1,4 +1,4 @@
-"""The study's statistics, its fixed split, its calibration and a tiny end-to-end run of scripts/study.py."""
+"""The study's statistics, its fixed split, its calibration and a tiny end-to-end run of scripts/run_study.py."""
 import json
 import math
 import subprocess
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from basicsr_diffloss.study.data import VALIDATION_PHOTOS, Task, split_photos, training_batches
-from basicsr_diffloss.study.settings import SETTINGS, StudyLoss
-from basicsr_diffloss.study.statistics import paired_difference
+from study.data import VALIDATION_PHOTOS, Task, split_photos, training_batches
+from study.settings import SETTINGS, StudyLoss
+from study.statistics import paired_difference
 from conftest import REPO, smooth_image
 
 
@@ -67,7 +67,7 @@ def test_study_script_runs_and_reports(tmp_path, tiny_prior_folder):
     for name in (VALIDATION_PHOTOS[0], 'train_a', 'train_b'):
         cv2.imwrite(str(photos / f'{name}.png'), smooth_image(rng, 160, 160))
     output = tmp_path / 'study'
-    command = [sys.executable, osp.join(REPO, 'scripts', 'study.py'), '--tasks', 'sr4', '--settings', 'l1', 'eps',
+    command = [sys.executable, osp.join(REPO, 'scripts', 'run_study.py'), '--tasks', 'sr4', '--settings', 'l1', 'eps',
                '--seeds', '0', '1', '--iters', '2', '--batch', '2', '--num_feat', '8', '--num_block', '1',
                '--prior', str(tiny_prior_folder), '--crop_size', '16', '--photos', str(photos), '--photo_scale', '1',
                '--val_size', '64', '--log_every', '1', '--output', str(output)]

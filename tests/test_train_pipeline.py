@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from basicsr.archs import build_network
-from basicsr_diffloss.archs import DiffusionPrior
+from basicsr_diffloss.priors import DiffusionPrior
 from conftest import TINY_UNET, load_options, run_module, tiny_demo_run, write_options
 
 TINY_EDSR = dict(num_feat=8, num_block=1)

@@ -1,7 +1,6 @@
-"""Networks registered in BasicSR's ARCH_REGISTRY on import."""
-from .diffusion_prior_arch import DiffusionPrior, load_unet_strict
+"""Restoration networks registered in BasicSR's ARCH_REGISTRY on import (the diffusion prior is in ``priors``)."""
 from .iat_arch import IAT
-from .nafnet_arch import NAFNet
+from .nafnet_arch import NAFNet, NAFNetLocal
 from .padded_swinir_arch import PaddedSwinIR
 
-__all__ = ['DiffusionPrior', 'IAT', 'NAFNet', 'PaddedSwinIR', 'load_unet_strict']
+__all__ = ['IAT', 'NAFNet', 'NAFNetLocal', 'PaddedSwinIR']

@@ -9,19 +9,8 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from .degradations import Bicubic, build_degradations
-from .image_crop_dataset import IMAGE_SUFFIXES
-
-
-def random_augment(image, rng, hflip, rotation):
-    """A random horizontal flip and one of the 90-degree rotations / flips of a square crop, drawn from ``rng``."""
-    if hflip and rng.random() < 0.5:
-        image = image[:, ::-1]
-    if rotation:
-        if rng.random() < 0.5:
-            image = image[::-1]
-        if rng.random() < 0.5:
-            image = image.transpose(1, 0, 2)
-    return np.ascontiguousarray(image)
+from .image_files import IMAGE_SUFFIXES
+from .random_draws import ItemGenerators, random_augment
 
 
 @DATASET_REGISTRY.register()
@@ -46,9 +35,9 @@ class DegradedImageDataset(data.Dataset):
             scale). Other phases: side of the centre crop, or None for the whole image (cropped to a multiple of the
             scale). Default: None.
         use_hflip (bool), use_rot (bool): random flips and 90-degree rotations in the train phase. Default: True.
-        seed (int | None): None draws fresh randomness. With a seed, item i outside the train phase is the same in
-            every epoch and run (crop and degradation seeded by ``[seed, i]``), and the train stream is reproducible
-            for a given ``manual_seed`` and worker count. Default: None.
+        seed (int | None): seed of the crops, flips and degradations. With a seed, item i outside the train phase is
+            the same in every epoch and run, and the train stream is reproducible for a given worker count; None
+            follows ``manual_seed`` (see ``ItemGenerators``). Default: None.
         scale (int): set by BasicSR from the option file's top-level ``scale``; must equal the product of the
             ``bicubic`` scales (1 without one).
         io_backend (dict): BasicSR file client options; only ``{type: disk}`` (the default) is supported.
@@ -85,27 +74,15 @@ class DegradedImageDataset(data.Dataset):
         if self.gt_size is not None and self.gt_size % self.scale:
             raise ValueError(f"DegradedImageDataset option 'gt_size': {self.gt_size} is not a multiple of the bicubic "
                              f'scale {self.scale}.')
-        self.seed = opt.get('seed')
+        self._rng = ItemGenerators(opt.get('seed'), self.train)
         self.io_backend_opt = dict(opt.get('io_backend', {'type': 'disk'}))
         if self.io_backend_opt.get('type') != 'disk':
             raise ValueError(f"DegradedImageDataset option 'io_backend': {self.io_backend_opt} is not supported; use "
                              '{type: disk} (the folders are scanned for images).')
         self.file_client = None
-        self._train_rng = None  # (worker seed, generator), made in the process that reads
 
     def __len__(self):
         return len(self.paths)
-
-    def _rng(self, index):
-        """Item ``index``'s random generator: per item outside training, per reading process in training."""
-        if not self.train:
-            return np.random.default_rng(None if self.seed is None else [self.seed, index])
-        worker = data.get_worker_info()
-        worker_seed = worker.seed if worker is not None else 0  # torch draws a new one per epoch and worker
-        if self._train_rng is None or self._train_rng[0] != worker_seed:
-            seed = None if self.seed is None else [self.seed, worker_seed % 2**63]
-            self._train_rng = (worker_seed, np.random.default_rng(seed))
-        return self._train_rng[1]
 
     def _crop(self, image, path, rng):
         height, width = image.shape[:2]

@@ -5,30 +5,20 @@ a ``numpy.random.Generator`` that supplies every random draw, so a seeded genera
 Options that accept a range take a number (fixed) or ``[low, high]`` (drawn uniformly per image).
 """
 import inspect
-import numbers
 
 import cv2
 import numpy as np
 from basicsr.data.degradations import bivariate_Gaussian
 from basicsr.utils.matlab_functions import imresize
 
-
-class OptionError(ValueError):
-    """A degradation option that cannot be used; the message names the option and what it expects."""
+from ..options import OptionError, choice, number, number_or_range, option_error
 
 
 class Range:
     """A number or a ``[low, high]`` range, checked against bounds; ``draw(rng)`` picks a value."""
 
     def __init__(self, where, name, value, minimum, maximum=None, integer=False):
-        values = list(value) if isinstance(value, (list, tuple)) else [value, value]
-        bounds = f'>= {minimum}' + (f' and <= {maximum}' if maximum is not None else '')
-        wrong = (len(values) != 2 or any(isinstance(v, bool) or not isinstance(v, numbers.Real) for v in values)
-                 or values[0] > values[1] or values[0] < minimum or (maximum is not None and values[1] > maximum))
-        if wrong:
-            raise OptionError(f"{where}: '{name}' must be a number or [low, high] with low <= high, {bounds}; "
-                              f'got {value!r}.')
-        self.low, self.high = (int(v) if integer else float(v) for v in values)
+        self.low, self.high = number_or_range(where, name, value, minimum, maximum, integer)
         self.integer = integer
 
     def draw(self, rng):
@@ -44,9 +34,7 @@ class Bicubic:
     """
 
     def __init__(self, where, scale):
-        if isinstance(scale, bool) or not isinstance(scale, numbers.Integral) or scale < 1:
-            raise OptionError(f"{where}: 'scale' must be an integer >= 1; got {scale!r}.")
-        self.scale = int(scale)
+        self.scale = number(where, 'scale', scale, minimum=1, integer=True)
 
     def __call__(self, image, rng):
         return imresize(image, 1 / self.scale) if self.scale > 1 else image
@@ -78,9 +66,9 @@ class GaussianBlur:
     """
 
     def __init__(self, where, kernel_size=21, sigma=(0.2, 3.0)):
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, numbers.Integral) or kernel_size % 2 != 1:
-            raise OptionError(f"{where}: 'kernel_size' must be an odd integer; got {kernel_size!r}.")
-        self.kernel_size = int(kernel_size)
+        self.kernel_size = number(where, 'kernel_size', kernel_size, minimum=1, integer=True)
+        if self.kernel_size % 2 != 1:
+            raise option_error(where, 'kernel_size', kernel_size, 'must be an odd integer.')
         self.sigma = Range(where, 'sigma', sigma, minimum=1e-3)
 
     def __call__(self, image, rng):
@@ -176,18 +164,17 @@ def build_degradations(options, owner='DegradedImageDataset'):
                           f'({", ".join(DEGRADATIONS)}); got {options!r}.')
     degradations = []
     for index, option in enumerate(options):
-        where = f"{owner} option 'degradations[{index}]'"
-        kind = option.get('type') if isinstance(option, dict) else None
-        if kind not in DEGRADATIONS:
-            raise OptionError(f"{where}: 'type' must be one of {', '.join(DEGRADATIONS)}; got {kind!r}.")
+        where = f'{owner} degradations[{index}]'
+        kind = choice(where, 'type', option.get('type') if isinstance(option, dict) else None, DEGRADATIONS)
+        where = f'{where} ({kind})'
         cls = DEGRADATIONS[kind]
         accepted = [name for name in inspect.signature(cls).parameters if name != 'where']
         unknown = sorted(set(option) - set(accepted) - {'type'})
         if unknown:
-            raise OptionError(f'{where} ({kind}): unknown option(s) {unknown}; {kind} accepts {accepted}.')
+            raise OptionError(f'{where}: unknown option(s) {unknown}; {kind} accepts {accepted}.')
         missing = [name for name, parameter in inspect.signature(cls).parameters.items()
                    if parameter.default is inspect.Parameter.empty and name != 'where' and name not in option]
         if missing:
-            raise OptionError(f'{where} ({kind}): missing option(s) {missing}.')
-        degradations.append(cls(f'{where} ({kind})', **{k: v for k, v in option.items() if k != 'type'}))
+            raise OptionError(f'{where}: missing option(s) {missing}.')
+        degradations.append(cls(where, **{k: v for k, v in option.items() if k != 'type'}))
     return degradations

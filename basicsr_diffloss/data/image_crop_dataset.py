@@ -1,17 +1,14 @@
 """Clean image crops from one or more folders, e.g. to train a diffusion prior."""
 import math
-import random
 
 import cv2
 import numpy as np
-from basicsr.data.transforms import augment
 from basicsr.utils import FileClient, imfrombytes, img2tensor, scandir
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
-# basicsr's scandir matches suffixes case-sensitively: list both cases.
-IMAGE_SUFFIXES = tuple(suffix for lower in ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
-                       for suffix in (lower, lower.upper()))
+from .image_files import IMAGE_SUFFIXES
+from .random_draws import ItemGenerators, random_augment
 
 
 @DATASET_REGISTRY.register()
@@ -27,6 +24,8 @@ class ImageCropDataset(data.Dataset):
         phase: ``train`` takes random crops; any other phase takes the centre crop at scale 1.
         io_backend (dict): BasicSR file client options. Default: ``{type: disk}``.
         cache_images (bool): keep decoded images in memory (for small sets read many times). Default: False.
+        seed (int | None): seed of the scales, crops and flips (see ``ItemGenerators``); None follows
+            ``manual_seed``. Default: None.
     """
 
     def __init__(self, opt):
@@ -42,6 +41,7 @@ class ImageCropDataset(data.Dataset):
         self.io_backend_opt = dict(opt.get('io_backend', {'type': 'disk'}))
         self.file_client = None
         self.cache = {} if opt.get('cache_images', False) else None
+        self._rng = ItemGenerators(opt.get('seed'), self.train)
 
     def __len__(self):
         return len(self.paths)
@@ -63,14 +63,15 @@ class ImageCropDataset(data.Dataset):
         smallest_scale = self.gt_size / min(height, width)
         if self.train:
             # Resize only the window that becomes the crop: the same pixels as resizing the whole image, far cheaper.
-            scale = max(random.uniform(*self.scale_range), smallest_scale)
+            rng = self._rng(index)
+            scale = max(rng.uniform(*self.scale_range), smallest_scale)
             window = min(math.ceil(self.gt_size / scale), height, width)
-            top, left = random.randint(0, height - window), random.randint(0, width - window)
+            top, left = int(rng.integers(height - window + 1)), int(rng.integers(width - window + 1))
             crop = image[top:top + window, left:left + window]
             if window != self.gt_size:
                 crop = cv2.resize(crop, (self.gt_size, self.gt_size),
                                   interpolation=cv2.INTER_AREA if window > self.gt_size else cv2.INTER_CUBIC)
-            crop = augment(crop, self.opt.get('use_hflip', True), self.opt.get('use_rot', True))
+            crop = random_augment(crop, rng, self.opt.get('use_hflip', True), self.opt.get('use_rot', True))
         else:
             if smallest_scale > 1:
                 raise ValueError(f"ImageCropDataset option 'gt_size': {self.gt_size} is larger than {path} "

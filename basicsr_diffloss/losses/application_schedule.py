@@ -1,7 +1,7 @@
 """When the diffusion term is applied, and how its weight is rescaled so that its expected pull stays the same."""
 import torch
 
-from .options import number
+from ..options import number, option_error
 
 
 class ApplicationSchedule:
@@ -20,13 +20,13 @@ class ApplicationSchedule:
     """
 
     def __init__(self, start_iter=0, warmup_iters=0, every=1, probability=1.0):
-        self.start_iter = number('start_iter', start_iter, minimum=0, integer=True)
-        self.warmup_iters = number('warmup_iters', warmup_iters, minimum=0, integer=True)
-        self.every = number('every', every, minimum=1, integer=True)
-        self.probability = number('probability', probability, maximum=1.0)
+        self.start_iter = number('DiffLoss', 'start_iter', start_iter, minimum=0, integer=True)
+        self.warmup_iters = number('DiffLoss', 'warmup_iters', warmup_iters, minimum=0, integer=True)
+        self.every = number('DiffLoss', 'every', every, minimum=1, integer=True)
+        self.probability = number('DiffLoss', 'probability', probability, maximum=1.0)
         if self.probability <= 0:
-            raise ValueError(f"DiffLoss option 'probability': {probability!r} must be > 0 (remove the DiffLoss entry "
-                             'to turn the term off).')
+            raise option_error('DiffLoss', 'probability', probability, 'must be > 0 (remove the DiffLoss entry to '
+                               'turn the term off).')
 
     def scale(self, iteration, generator):
         """The factor on the term's weight at ``iteration`` (1-based); 0 means: skip the term this time."""

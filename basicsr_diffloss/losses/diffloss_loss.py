@@ -3,29 +3,23 @@ from collections import OrderedDict
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from basicsr.archs import build_network
 from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
+from ..options import OptionError, choice, flag, number, number_or_range, option_error
 from .application_schedule import ApplicationSchedule
-from .options import choice, flag, number
 
-# Named settings of the method options (t_range None: the whole schedule). 'paper' is the authors' setting; their
-# released code ran both UNet calls under torch.no_grad(), so these weights never sent a gradient and nobody tuned
-# them. 'measured' is the best setting of the study (docs/study.md): the eps term with the score-difference gradient
-# at t 200-800, weight 3.5 (a gradient 1x L1's on early x4 SR outputs with the default prior and crop_size 32). It
-# is the default. 'backprop' is the paper's gradient at the study's strength (0.5x L1's), the runner-up.
+# Named settings of the method options (t_range None: the whole schedule). 'default' is the best setting of the
+# study (docs/study.md): the eps term with the score-difference gradient at t 200-800, weight 3.5 (a gradient 1x
+# L1's on early x4 SR outputs with the default prior and crop_size 32). 'backprop' is the paper's gradient at the
+# study's strength (0.5x L1's), the runner-up. 'paper' is the authors' setting; their released code ran both UNet
+# calls under torch.no_grad(), so these weights never sent a gradient and nobody tuned them.
 PAPER = dict(eps_weight=1e-3, h_weight=1e-6, t_range=None, space='eps', gradient='backprop', t_weighting='uniform')
-MEASURED = dict(PAPER, eps_weight=3.5, h_weight=0.0, t_range=(200, 800), gradient='score_difference')
-PRESETS = {
-    'default': MEASURED,
-    'measured': MEASURED,
-    'backprop': dict(MEASURED, eps_weight=2.0, gradient='backprop'),
-    'paper': PAPER,
-}
-DTYPES = {'fp32': torch.float32, 'float32': torch.float32, 'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16,
-          'fp16': torch.float16, 'float16': torch.float16}
+DEFAULT = dict(PAPER, eps_weight=3.5, h_weight=0.0, t_range=(200, 800), gradient='score_difference')
+PRESETS = {'default': DEFAULT, 'backprop': dict(DEFAULT, eps_weight=2.0, gradient='backprop'), 'paper': PAPER}
+# How the prior runs is the prior's business: these options moved from DiffLoss to DiffusionPrior.
+PRIOR_EXECUTION_OPTIONS = ('dtype', 'channels_last', 'gradient_checkpointing', 'compile')
 OUT_OF_RANGE_MODES = ('clamp', 'error')
 NONFINITE_MODES = ('error', 'skip')
 SPACES = ('eps', 'x0')
@@ -51,10 +45,9 @@ class DiffLoss(nn.Module):
         prior (dict | nn.Module): DiffusionPrior options, e.g. ``{type: DiffusionPrior, pretrained: DIR}``, or a
             built prior (to share one between losses).
         preset (str): where ``eps_weight``, ``h_weight``, ``t_range``, ``space``, ``gradient`` and ``t_weighting``
-            come from when not given. ``default`` = ``measured`` (3.5, 0.0, [200, 800], eps, score_difference,
-            uniform: the study's best, docs/study.md); ``backprop`` (the same with the paper's gradient through the
-            UNet, weight 2.0); ``paper`` (1e-3, 1e-6, the whole schedule, eps, backprop, uniform).
-            Default: ``default``.
+            come from when not given. ``default`` (3.5, 0.0, [200, 800], eps, score_difference, uniform: the
+            study's best, docs/study.md); ``backprop`` (the same with the paper's gradient through the UNet, weight
+            2.0); ``paper`` (1e-3, 1e-6, the whole schedule, eps, backprop, uniform). Default: ``default``.
         loss_weight (float): multiplies every term. Default: 1.0.
         eps_weight (float): weight of ``mean((eps(y_t) - eps(x_t))^2)``. Default: the preset's.
         h_weight (float): weight of ``mean((h(y_t) - h(x_t))^2)``. Default: the preset's.
@@ -83,9 +76,10 @@ class DiffLoss(nn.Module):
             sqrt(abar)`` (logged as ``l_diff_x0``; its gradient scale does not grow at small t). Default: the
             preset's (``eps``).
         gradient (str): ``backprop``: through the UNet into the restored image (paper). ``score_difference``: no UNet
-            Jacobian; the restored branch runs without a graph and the gradient with respect to the restored image
-            (in the prior's [-1, 1]) is ``2 w (a(y_t) - a(x_t)) / N`` with ``a`` the compared quantity (eps or x0).
-            About 30% cheaper per step; the logged value is the same MSE. Needs ``h_weight: 0``.
+            Jacobian for the prediction term; both branches run in one batched call without a graph and the gradient
+            with respect to the restored image (in the prior's [-1, 1]) is ``2 w (a(y_t) - a(x_t)) / N`` with ``a``
+            the compared quantity (eps or x0); the logged value is the same MSE. The h term, when weighted,
+            back-propagates through the UNet's encoder only (the decoder never runs for it).
             Default: the preset's (``score_difference``; the paper's is ``backprop``).
         t_weighting (str): weight of each image's term by its timestep: ``uniform`` or ``snr``,
             ``w(t) = 1 / (1 + SNR(t)) = 1 - abar_t`` normalised to mean 1 over ``t_range``, which evens out the
@@ -99,16 +93,10 @@ class DiffLoss(nn.Module):
     ``probability`` (1.0); skipped iterations cost nothing and log no diffusion term. The iteration comes from the
     model (``terms(..., current_iter)``); without it the loss counts its own calls.
 
-    Speed and memory (docs/performance.md; none changes the loss beyond rounding):
-        dtype (str): precision of the prior's weights and activations: ``fp32``, ``bf16``, ``fp16`` or ``auto``
-            (``bf16`` on a CUDA device that supports it, else ``fp32``; decided at the first call, on the prior's
-            device). Noising and the loss reduction stay in float32. Default: ``auto``.
-        channels_last (bool): NHWC memory format for the prior. Default: false.
-        gradient_checkpointing (bool): recompute the prior's activations in the backward pass of the restored
-            branch instead of storing them. Default: false.
-        compile (bool): ``torch.compile`` the prior (slow first steps, then faster). Default: false.
-        The ground-truth branch always runs without a graph. With ``eps_weight: 0`` the UNet stops after its middle
-        block (encoder only: about half the cost).
+    Speed and memory: how the prior runs (``dtype``, ``channels_last``, ``gradient_checkpointing``, ``compile``) are
+    options of the prior (``prior: {type: DiffusionPrior, dtype: bf16, ...}``); given here they are an error that
+    says so. The ground-truth branch always runs without a graph. With ``eps_weight: 0`` the UNet stops after its
+    middle block (encoder only: about half the cost).
 
     ``forward(pred, target)`` returns the weighted sum; ``terms(pred, target, current_iter=None)`` returns each
     weighted term (``l_diff_eps`` or ``l_diff_x0``, ``l_diff_h``) for logging; it is empty on skipped iterations.
@@ -117,75 +105,59 @@ class DiffLoss(nn.Module):
     def __init__(self, prior, preset='default', loss_weight=1.0, eps_weight=None, h_weight=None, t_range=None,
                  num_samples=1, crop_size=None, input_range=(0, 1), out_of_range='clamp', nonfinite='error',
                  seed=None, space=None, gradient=None, t_weighting=None, augment=False, start_iter=0,
-                 warmup_iters=0, every=1, probability=1.0, dtype='auto', channels_last=False,
-                 gradient_checkpointing=False, compile=False):
+                 warmup_iters=0, every=1, probability=1.0, **unknown):
         super().__init__()
-        if preset not in PRESETS:
-            raise ValueError(f"DiffLoss option 'preset': {preset!r} is not one of {sorted(PRESETS)}.")
+        _refuse_unknown_options(unknown)
+        choice('DiffLoss', 'preset', preset, PRESETS)
         self.prior = prior if isinstance(prior, nn.Module) else build_network(dict(prior))
-        if self.prior.unet.class_embedding is not None:
-            raise ValueError("DiffLoss option 'prior': the prior is class-conditional, and DiffLoss gives it no class "
-                             'labels; use an unconditional prior (e.g. guided_diffusion preset '
-                             '256x256_diffusion_uncond).')
-        last_t = self.prior.num_train_timesteps - 1
+        self.prior.check_unconditional("DiffLoss option 'prior'")
         given = dict(eps_weight=eps_weight, h_weight=h_weight, t_range=t_range, space=space, gradient=gradient,
                      t_weighting=t_weighting)
         eps_weight, h_weight, t_range, space, gradient, t_weighting = (
             PRESETS[preset][name] if value is None else value for name, value in given.items())
-        t_range = t_range or (0, last_t)
-        self.loss_weight = number('loss_weight', loss_weight, minimum=0)
-        self.space = choice('space', space, SPACES)
-        self.weights = OrderedDict([(f'l_diff_{self.space}', number('eps_weight', eps_weight, minimum=0)),
-                                    ('l_diff_h', number('h_weight', h_weight, minimum=0))])
+        self.loss_weight = number('DiffLoss', 'loss_weight', loss_weight, minimum=0)
+        self.space = choice('DiffLoss', 'space', space, SPACES)
+        self.weights = OrderedDict([(f'l_diff_{self.space}', number('DiffLoss', 'eps_weight', eps_weight, minimum=0)),
+                                    ('l_diff_h', number('DiffLoss', 'h_weight', h_weight, minimum=0))])
         if not any(self.weights.values()):
-            raise ValueError("DiffLoss options 'eps_weight' and 'h_weight' are both 0: set at least one above 0, or "
-                             'remove the DiffLoss entry.')
-        if len(t_range) != 2:
-            raise ValueError(f"DiffLoss option 't_range': {t_range!r} must be [low, high].")
-        low, high = (number('t_range', value, minimum=0, integer=True) for value in t_range)
-        if not low <= high <= last_t:
-            raise ValueError(f"DiffLoss option 't_range': {list(t_range)} must satisfy 0 <= low <= high <= {last_t} "
-                             f'(the prior has {last_t + 1} timesteps).')
-        self.t_range = (low, high)
-        self.num_samples = number('num_samples', num_samples, minimum=1, integer=True)
-        factor = self.prior.size_factor
-        if crop_size is not None:
-            crop_size = number('crop_size', crop_size, minimum=factor, integer=True)
-            if crop_size % factor:
-                raise ValueError(f"DiffLoss option 'crop_size': {crop_size} is not a multiple of the prior's size "
-                                 f'factor {factor}; use {crop_size // factor * factor} or '
-                                 f'{(crop_size // factor + 1) * factor}.')
-        self.crop_size = crop_size
-        low_in, high_in = (number('input_range', value) for value in input_range)
-        if not low_in < high_in:
-            raise ValueError(f"DiffLoss option 'input_range': {list(input_range)} must be [low, high] with low < high.")
-        self.input_range = (low_in, high_in)
-        self.out_of_range = choice('out_of_range', out_of_range, OUT_OF_RANGE_MODES)
-        self.nonfinite = choice('nonfinite', nonfinite, NONFINITE_MODES)
-        self.gradient = choice('gradient', gradient, GRADIENT_MODES)
-        if self.gradient == 'score_difference' and self.weights['l_diff_h']:
-            raise ValueError("DiffLoss option 'gradient: score_difference' forms the gradient from eps or x0 "
-                             "differences and has none for the h term: set 'h_weight: 0' or 'gradient: backprop'.")
-        self.t_weighting = choice('t_weighting', t_weighting, T_WEIGHTINGS)
-        self.augment = flag('augment', augment)
+            raise OptionError("DiffLoss options 'eps_weight' and 'h_weight' are both 0: set at least one above 0, or "
+                              'remove the DiffLoss entry.')
+        self.t_range = self._timestep_range(t_range)
+        self.num_samples = number('DiffLoss', 'num_samples', num_samples, minimum=1, integer=True)
+        self.crop_size = None if crop_size is None else self._crop_size(crop_size)
+        low, high = number_or_range('DiffLoss', 'input_range', input_range)
+        if not low < high:
+            raise option_error('DiffLoss', 'input_range', input_range, 'must be [low, high] with low < high.')
+        self.input_range = (low, high)
+        self.out_of_range = choice('DiffLoss', 'out_of_range', out_of_range, OUT_OF_RANGE_MODES)
+        self.nonfinite = choice('DiffLoss', 'nonfinite', nonfinite, NONFINITE_MODES)
+        self.gradient = choice('DiffLoss', 'gradient', gradient, GRADIENT_MODES)
+        self.t_weighting = choice('DiffLoss', 't_weighting', t_weighting, T_WEIGHTINGS)
+        self.augment = flag('DiffLoss', 'augment', augment)
         self.schedule = ApplicationSchedule(start_iter, warmup_iters, every, probability)
-        self.dtype = DTYPES.get(choice('dtype', dtype, [*DTYPES, 'auto']))  # None for auto: decided at first use
-        # The speed options, applied to the prior at the first call (None once applied).
-        self._execution = dict(channels_last=flag('channels_last', channels_last),
-                               gradient_checkpointing=flag('gradient_checkpointing', gradient_checkpointing),
-                               compile=flag('compile', compile))
         self._calls = 0
-        self.seed = torch.initial_seed() if seed is None else number('seed', seed, minimum=0, integer=True)
+        self.seed = torch.initial_seed() if seed is None else number('DiffLoss', 'seed', seed, minimum=0, integer=True)
         self._generator = None
 
-    def _set_execution(self):
-        """Resolve ``dtype: auto`` on the prior's device and apply the speed options, once, at the first call."""
-        device = self.prior.alphas_cumprod.device
-        if self.dtype is None:
-            bf16 = device.type == 'cuda' and torch.cuda.is_bf16_supported()
-            self.dtype = torch.bfloat16 if bf16 else torch.float32
-        self.prior.set_execution(self.dtype, **self._execution)
-        self._execution = None
+    def _timestep_range(self, t_range):
+        """``t_range`` (None: the whole schedule) as a checked ``(low, high)``."""
+        last_t = self.prior.num_train_timesteps - 1
+        t_range = t_range or (0, last_t)
+        if not isinstance(t_range, (list, tuple)) or len(t_range) != 2:
+            raise option_error('DiffLoss', 't_range', t_range, 'must be [low, high].')
+        low, high = (number('DiffLoss', 't_range', value, minimum=0, integer=True) for value in t_range)
+        if not low <= high <= last_t:
+            raise option_error('DiffLoss', 't_range', list(t_range), f'must satisfy 0 <= low <= high <= {last_t} '
+                               f'(the prior has {last_t + 1} timesteps).')
+        return low, high
+
+    def _crop_size(self, crop_size):
+        factor = self.prior.size_factor
+        crop_size = number('DiffLoss', 'crop_size', crop_size, minimum=factor, integer=True)
+        if crop_size % factor:
+            raise option_error('DiffLoss', 'crop_size', crop_size, f"is not a multiple of the prior's size factor "
+                               f'{factor}; use {crop_size // factor * factor} or {(crop_size // factor + 1) * factor}.')
+        return crop_size
 
     def _rng(self):
         """The loss's own generator, on the prior's device (created on first use, after the loss has moved)."""
@@ -225,32 +197,9 @@ class DiffLoss(nn.Module):
                              "'input_range', or clamp the restorer's output.")
         return image
 
-    def _to_prior_input(self, image):
-        """Map from ``input_range`` to [-1, 1] in float32, replicating one channel to the prior's channels."""
-        low, high = self.input_range
-        image = (image.float() - low) * (2 / (high - low)) - 1
-        if image.shape[1] == 1 and self.prior.in_channels != 1:
-            image = image.expand(-1, self.prior.in_channels, -1, -1)
-        if image.shape[1] != self.prior.in_channels:
-            raise ValueError(f'DiffLoss: the images have {image.shape[1]} channels but the prior takes '
-                             f'{self.prior.in_channels}; use a prior trained on {image.shape[1]}-channel images.')
-        return image
-
-    def _shared_crop(self, pred, target):
-        """The same random crop of both images, with sides that are multiples of the prior's size factor."""
-        factor = self.prior.size_factor
-        height, width = pred.shape[-2:]
-        pad_h, pad_w = max(factor - height, 0), max(factor - width, 0)
-        if pad_h or pad_w:
-            pred = F.pad(pred, (0, pad_w, 0, pad_h), mode='replicate')
-            target = F.pad(target, (0, pad_w, 0, pad_h), mode='replicate')
-            height, width = pred.shape[-2:]
-        crop_h = min(self.crop_size or height, height) // factor * factor
-        crop_w = min(self.crop_size or width, width) // factor * factor
-        top, left = (int(torch.randint(room + 1, (), generator=self._rng(), device=self._rng().device))
-                     for room in (height - crop_h, width - crop_w))
-        window = (..., slice(top, top + crop_h), slice(left, left + crop_w))
-        return pred[window], target[window]
+    def _random_offsets(self, room_h, room_w):
+        rng = self._rng()
+        return tuple(int(torch.randint(room + 1, (), generator=rng, device=rng.device)) for room in (room_h, room_w))
 
     def _shared_flip_and_shift(self, y0, x0):
         """The same random flips and circular shift (less than the prior's size factor) of both images."""
@@ -270,11 +219,13 @@ class DiffLoss(nn.Module):
         noise_share = 1 - self.prior.alphas_cumprod  # 1 / (1 + SNR(t))
         return (noise_share[t] / noise_share[low:high + 1].mean()).view(-1, 1, 1, 1)
 
-    def _distance(self, pred_side, target_side, weights, y0):
-        """Weighted MSE. Under ``score_difference`` its gradient reaches ``y0`` directly: 2 w (pred - target) / N."""
+    @staticmethod
+    def _distance(pred_side, target_side, weights, y0=None):
+        """Weighted MSE. With ``y0`` (score difference) its gradient reaches ``y0`` directly: 2 w (pred - target) / N;
+        without, it flows through ``pred_side``'s graph."""
         difference = pred_side.float() - target_side.float()
         value = (weights * difference.square()).mean()
-        if self.gradient == 'backprop':
+        if y0 is None:
             return value
         surrogate = (2 * weights * difference.detach() * y0).sum() / difference.numel()
         return value.detach() + surrogate - surrogate.detach()
@@ -289,12 +240,11 @@ class DiffLoss(nn.Module):
         scale = self.schedule.scale(self._calls if current_iter is None else current_iter, self._rng())
         if not scale:
             return OrderedDict()
-        if self._execution is not None:
-            self._set_execution()
-        pred = self._within_range(pred, 'pred')
-        pred, target = self._shared_crop(pred, self._within_range(target.detach(), 'target'))
-        y0 = self._to_prior_input(pred).repeat(self.num_samples, 1, 1, 1)
-        x0 = self._to_prior_input(target).repeat(self.num_samples, 1, 1, 1)
+        pred, target = self.prior.fit_size([self._within_range(pred, 'pred'),
+                                            self._within_range(target.detach(), 'target')], self.crop_size,
+                                           self._random_offsets)
+        y0 = self.prior.to_input(pred, self.input_range).repeat(self.num_samples, 1, 1, 1)
+        x0 = self.prior.to_input(target, self.input_range).repeat(self.num_samples, 1, 1, 1)
         if self.augment:
             y0, x0 = self._shared_flip_and_shift(y0, x0)
         rng = self._rng()
@@ -302,18 +252,42 @@ class DiffLoss(nn.Module):
         noise = torch.randn(x0.shape, generator=rng, device=rng.device)
         x_t, y_t = self.prior.add_noise(x0, noise, t), self.prior.add_noise(y0, noise, t)
         prediction_name = f'l_diff_{self.space}'
-        features_only = not self.weights[prediction_name]
-        with torch.no_grad():
-            eps_target, h_target = self.prior(x_t, t, features_only=features_only)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.gradient == 'backprop'):
-            eps_pred, h_pred = self.prior(y_t, t, features_only=features_only)
-        if self.space == 'x0' and not features_only:
+        with_prediction, with_h = self.weights[prediction_name] > 0, self.weights['l_diff_h'] > 0
+        if self.gradient == 'score_difference' and with_prediction:
+            # No graph through the UNet for the prediction term: both branches in one batched no-grad call. The h
+            # term, if any, back-propagates through the encoder alone (the decoder never runs for it).
+            with torch.no_grad():
+                eps, h = self.prior(torch.cat([y_t, x_t]), torch.cat([t, t]))
+            (eps_pred, eps_target), (h_pred, h_target) = eps.chunk(2), h.chunk(2)
+            if with_h:
+                h_pred = self.prior(y_t, t, features_only=True)[1]
+        else:
+            with torch.no_grad():
+                eps_target, h_target = self.prior(x_t, t, features_only=not with_prediction)
+            eps_pred, h_pred = self.prior(y_t, t, features_only=not with_prediction)
+        if self.space == 'x0' and with_prediction:
             eps_pred, eps_target = self.prior.to_x0(eps_pred, y_t, t), self.prior.to_x0(eps_target, x_t, t)
         weights = self._timestep_weights(t)
-        compared = {prediction_name: (eps_pred, eps_target), 'l_diff_h': (h_pred, h_target)}
-        return OrderedDict((name, self.loss_weight * weight * scale * self._distance(*compared[name], weights, y0))
-                           for name, weight in self.weights.items() if weight > 0)
+        distances = OrderedDict()
+        if with_prediction:
+            distances[prediction_name] = self._distance(eps_pred, eps_target, weights,
+                                                        y0 if self.gradient == 'score_difference' else None)
+        if with_h:
+            distances['l_diff_h'] = self._distance(h_pred, h_target, weights)
+        return OrderedDict((name, self.loss_weight * self.weights[name] * scale * distance)
+                           for name, distance in distances.items())
 
     def forward(self, pred, target):
         terms = self.terms(pred, target)
         return sum(terms.values()) if terms else pred.sum() * 0  # a skipped iteration: a zero that keeps the graph
+
+
+def _refuse_unknown_options(unknown):
+    """An error for options DiffLoss does not take, saying where the prior's execution options now go."""
+    moved = sorted(name for name in unknown if name in PRIOR_EXECUTION_OPTIONS)
+    if moved:
+        written = ', '.join(f'{name}: {unknown[name]}' for name in moved)
+        raise OptionError(f"DiffLoss options {moved} choose how the prior runs and belong to the prior now: write them "
+                          f'under prior, e.g. prior: {{type: DiffusionPrior, pretrained: ..., {written}}}.')
+    if unknown:
+        raise OptionError(f'DiffLoss has no option(s) {sorted(unknown)}; see the DiffLoss options in README.md.')

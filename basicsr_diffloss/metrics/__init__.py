@@ -10,15 +10,19 @@
 | ``calculate_dists`` | full-reference | [0, ~1], lower | torchvision VGG16 file, local |
 
 ``check_metric_options(opt)`` checks a ``val.metrics`` block when a model is built (DiffLossSRModel does).
+``METRICS`` (``catalog.py``) is the one table of metric name -> display name, better direction and registered
+types that validation, the comparison report and the study read; ``better_of(name)``, ``better_of_type(type)``.
 """
+from .catalog import BETTER_BY_TYPE, METRICS, MetricInfo, better_of, better_of_type, lower_is_better
 from .dists_metric import DISTSNetwork, calculate_dists, load_dists
 from .full_reference import calculate_gmsd, calculate_haarpsi, calculate_ms_ssim
 from .image_tensor import to_tensor
 from .lpips_metric import calculate_lpips, load_lpips
 from .niqe import calculate_niqe_or_nan
-from .startup import LOWER_IS_BETTER, check_metric_options
+from .startup import check_metric_options
 
 __all__ = [
-    'DISTSNetwork', 'LOWER_IS_BETTER', 'calculate_dists', 'calculate_gmsd', 'calculate_haarpsi', 'calculate_lpips',
-    'calculate_ms_ssim', 'calculate_niqe_or_nan', 'check_metric_options', 'load_dists', 'load_lpips', 'to_tensor'
+    'BETTER_BY_TYPE', 'DISTSNetwork', 'METRICS', 'MetricInfo', 'better_of', 'better_of_type', 'calculate_dists',
+    'calculate_gmsd', 'calculate_haarpsi', 'calculate_lpips', 'calculate_ms_ssim', 'calculate_niqe_or_nan',
+    'check_metric_options', 'load_dists', 'load_lpips', 'lower_is_better', 'to_tensor'
 ]

@@ -4,6 +4,7 @@ import inspect
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import METRIC_REGISTRY
 
+from .catalog import better_of_type
 from .dists_metric import load_dists
 from .lpips_metric import load_lpips
 
@@ -12,7 +13,6 @@ WEIGHT_LOADERS = {
     'calculate_lpips': lambda opt: load_lpips(opt.get('net', 'alex'), opt.get('weights'), opt.get('lin_weights')),
     'calculate_dists': lambda opt: load_dists(opt.get('weights'), opt.get('alpha_beta')),
 }
-LOWER_IS_BETTER = ('calculate_niqe', 'calculate_niqe_or_nan', 'calculate_gmsd', 'calculate_lpips', 'calculate_dists')
 
 
 def _options_of(function):
@@ -29,7 +29,8 @@ def check_metric_options(opt):
     Errors (ValueError or FileNotFoundError, naming ``val.metrics.<name>`` and the fix): a missing or unregistered
     ``type``, a missing required option (e.g. ``crop_border``), ``better`` other than ``higher``/``lower``, and
     LPIPS/DISTS weights that are missing or do not fit (the networks are loaded here and kept for validation).
-    Warnings in BasicSR's log: options the metric ignores, and ``better`` not ``lower`` for a lower-is-better metric.
+    Warnings in BasicSR's log: options the metric ignores, and ``better`` not ``lower`` for a lower-is-better metric
+    (the directions are those of ``catalog.METRICS``).
     """
     metrics = (opt.get('val') or {}).get('metrics') or {}
     for name, metric_opt in metrics.items():
@@ -53,7 +54,7 @@ def check_metric_options(opt):
         if ignored:
             get_root_logger().warning(f'{where}: {metric_type} ignores the option(s) {ignored}; it takes '
                                       f'{sorted(accepted)}.')
-        if metric_type in LOWER_IS_BETTER and better != 'lower':
+        if better_of_type(metric_type) == 'lower' and better != 'lower':
             get_root_logger().warning(f'{where}: lower {metric_type} values are better; add better: lower so that '
                                       'the best value in the validation log is the lowest.')
         if metric_type in WEIGHT_LOADERS:

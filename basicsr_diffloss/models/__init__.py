@@ -1,9 +1,11 @@
-"""Models registered in BasicSR's MODEL_REGISTRY on import."""
+"""Models registered in BasicSR's MODEL_REGISTRY on import, and ``build_model`` that gives any registered model
+``train.diffusion_opt`` (with_diffloss.py)."""
 from .diffloss_model import DiffLossESRGANModel, DiffLossSRModel, DiffusionConstraintMixin, PixelAndDiffusionLoss
 from .diffusion_prior_model import DiffusionPriorModel
-from .reliable_training import ReliableTrainingMixin, atomic_torch_save
+from .exact_resume import ReliableTrainingMixin, atomic_torch_save
+from .with_diffloss import build_model, with_diffloss
 
 __all__ = [
     'DiffLossESRGANModel', 'DiffLossSRModel', 'DiffusionConstraintMixin', 'DiffusionPriorModel',
-    'PixelAndDiffusionLoss', 'ReliableTrainingMixin', 'atomic_torch_save'
+    'PixelAndDiffusionLoss', 'ReliableTrainingMixin', 'atomic_torch_save', 'build_model', 'with_diffloss'
 ]

@@ -10,7 +10,7 @@ from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from diffusers import DDPMScheduler
 
-from .reliable_training import ReliableTrainingMixin
+from .exact_resume import ReliableTrainingMixin
 
 DEFAULT_VAL_TIMESTEPS = (50, 100, 250, 500, 750)
 

@@ -5,8 +5,10 @@ from os import path as osp
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from ..options import number, option_error
+
+OWNER = 'val.prior_diagnostics'
 DEFAULT_TIMESTEPS = (100, 400, 700)
 MIN_TILE = 128  # tiles are enlarged (nearest) to at least this size so that their captions fit
 
@@ -33,7 +35,7 @@ class PriorDiagnostics:
     hallucinates invents structure in the estimate from ``y_t`` that the GT's estimate does not have.
 
     Args:
-        diffloss (DiffLoss): the training loss; its ``prior``, ``input_range`` and ``dtype`` are used.
+        diffloss (DiffLoss): the training loss; its ``prior`` and ``input_range`` are used.
         timesteps (list[int]): the t of the rows. Default: [100, 400, 700].
         every (int): draw at every N-th validation of a dataset (1: at each). Default: 1.
         max_images (int): draw the first N images of each validation set. Default: 4.
@@ -46,40 +48,25 @@ class PriorDiagnostics:
     def __init__(self, diffloss, timesteps=DEFAULT_TIMESTEPS, every=1, max_images=4, crop_size=256, seed=0):
         self.prior = diffloss.prior
         self.input_range = diffloss.input_range
-        self.dtype = diffloss.dtype
         last = self.prior.num_train_timesteps - 1
-        if not timesteps or any(not isinstance(t, int) or not 0 <= t <= last for t in timesteps):
-            raise ValueError(f'val.prior_diagnostics.timesteps: {timesteps!r} must be a list of integers in '
-                             f'[0, {last}] (the prior has {last + 1} timesteps).')
-        for name, value, minimum in (('every', every, 1), ('max_images', max_images, 1), ('seed', seed, 0)):
-            if not isinstance(value, int) or value < minimum:
-                raise ValueError(f'val.prior_diagnostics.{name}: {value!r} must be an integer >= {minimum}.')
-        if crop_size is not None and (not isinstance(crop_size, int) or crop_size < self.prior.size_factor):
-            raise ValueError(f'val.prior_diagnostics.crop_size: {crop_size!r} must be ~ or an integer >= '
-                             f"{self.prior.size_factor} (the prior's size factor).")
-        self.timesteps, self.every, self.max_images = list(timesteps), every, max_images
-        self.crop_size, self.seed = crop_size, seed
+        if not isinstance(timesteps, (list, tuple)) or not timesteps:
+            raise option_error(OWNER, 'timesteps', timesteps, f'must be a list of integers in [0, {last}].')
+        self.timesteps = [number(OWNER, 'timesteps', t, minimum=0, maximum=last, integer=True) for t in timesteps]
+        self.every = number(OWNER, 'every', every, minimum=1, integer=True)
+        self.max_images = number(OWNER, 'max_images', max_images, minimum=1, integer=True)
+        self.seed = number(OWNER, 'seed', seed, minimum=0, integer=True)
+        self.crop_size = None if crop_size is None else number(OWNER, 'crop_size', crop_size,
+                                                                 minimum=self.prior.size_factor, integer=True)
 
     def _prepare(self, image):
-        """Centre crop to a multiple of the prior's size factor, mapped to [-1, 1] with the prior's channels."""
-        factor = self.prior.size_factor
-        height, width = image.shape[-2:]
-        pad_h, pad_w = max(factor - height, 0), max(factor - width, 0)
-        if pad_h or pad_w:
-            image = F.pad(image, (0, pad_w, 0, pad_h), mode='replicate')
-            height, width = image.shape[-2:]
-        side_h = min(self.crop_size or height, height) // factor * factor
-        side_w = min(self.crop_size or width, width) // factor * factor
-        top, left = (height - side_h) // 2, (width - side_w) // 2
-        image = image[..., top:top + side_h, left:left + side_w].float()
+        """The centre window (sides multiples of the prior's size factor) in the prior's [-1, 1] and channels."""
         low, high = self.input_range
-        image = (image.clamp(low, high) - low) * (2 / (high - low)) - 1
-        return image.expand(-1, self.prior.in_channels, -1, -1) if image.shape[1] == 1 else image
+        image, = self.prior.fit_size([image.float().clamp(low, high)], self.crop_size,
+                                     lambda room_h, room_w: (room_h // 2, room_w // 2))
+        return self.prior.to_input(image, self.input_range)
 
     def _x0_estimate(self, z_t, t):
-        eps = self.prior(z_t.to(self.dtype), t)[0].float()
-        abar = self.prior.abar(t)
-        return (z_t - (1 - abar).sqrt() * eps) / abar.sqrt()
+        return self.prior.to_x0(self.prior(z_t, t)[0], z_t, t)
 
     @torch.no_grad()
     def picture(self, output, gt):

@@ -21,8 +21,11 @@ class ValidationMixin:
       measure (e.g. NIQE below 192 px), that image is left out of the mean, and the log says so, e.g.
       ``# niqe: 6.9040 (computed on 3 of 5 images)``; NaN when no image could be measured. ``self.metric_counts``
       holds (computed, total) per metric;
-    - names the iteration in the log header (``Validation <set>, iter <N>``), for scripts/compare.py's curves;
-    - draws ``val.prior_diagnostics`` (training only, with ``train.diffusion_opt``): see PriorDiagnostics.
+    - names the iteration in the log header (``Validation <set>, iter <N>``), for the compare report's curves;
+    - draws ``val.prior_diagnostics`` (training only, with ``train.diffusion_opt``): see PriorDiagnostics;
+    - feeds the validation images with ``is_train`` off, as Real-ESRGAN's models do (their ``feed_data`` would
+      synthesise degradations otherwise); the model's own ``feed_data`` and ``test`` are used (SwinIRModel's
+      test-time padding, ...).
 
     Option ``val.prior_diagnostics`` (dict, default: off): ``timesteps`` ([100, 400, 700]), ``every`` (1),
     ``max_images`` (4), ``crop_size`` (256), ``seed`` (0). The PNGs are written to
@@ -52,6 +55,15 @@ class ValidationMixin:
         return osp.join(self.opt['path']['visualization'], dataset_name, f'{image_name}_{suffix}.png')
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        # As Real-ESRGAN's models do around their validation: their feed_data synthesises degraded inputs while
+        # is_train is set, and validation images are fed as they are.
+        is_train, self.is_train = self.is_train, False
+        try:
+            self._validate(dataloader, current_iter, tb_logger, save_img)
+        finally:
+            self.is_train = is_train
+
+    def _validate(self, dataloader, current_iter, tb_logger, save_img):
         dataset_name = dataloader.dataset.opt['name']
         metrics = self.opt['val'].get('metrics') or {}
         values = {name: [] for name in metrics}

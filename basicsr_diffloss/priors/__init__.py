@@ -1,13 +1,13 @@
-"""Pretrained diffusion priors: the one shipped with the package, and those of other code bases, converted to
-diffusers ``UNet2DModel``."""
-from os import path as osp
+"""DiffusionPrior and its loaders: diffusers folders, guided-diffusion (ADM) checkpoints, the shipped default.
 
-from .guided_diffusion import (PRESETS, NotRepresentableError, convert_state_dict, load_checkpoint,
+A new prior format is one new loader file here, called from ``diffusion_prior_arch._load``.
+"""
+from .default_prior import DEFAULT_PRIOR
+from .diffusers_folder import load_unet_strict
+from .diffusion_prior_arch import DTYPES, DiffusionPrior, resolve_dtype
+from .guided_diffusion import (MODELS, NotRepresentableError, convert_state_dict, load_checkpoint,
                                load_guided_diffusion, resolve_flags, scheduler_config, unet_config)
 
-# The default prior shipped in the package (a diffusers folder with its MODEL_CARD.md): what
-# ``DiffusionPrior(pretrained='default')``, or a DiffusionPrior with neither ``pretrained`` nor ``unet``, loads.
-DEFAULT_PRIOR = osp.join(osp.dirname(osp.abspath(__file__)), 'default')
-
-__all__ = ['DEFAULT_PRIOR', 'PRESETS', 'NotRepresentableError', 'convert_state_dict', 'load_checkpoint', 'load_guided_diffusion',
-           'resolve_flags', 'scheduler_config', 'unet_config']
+__all__ = ['DEFAULT_PRIOR', 'DTYPES', 'DiffusionPrior', 'MODELS', 'NotRepresentableError', 'convert_state_dict',
+           'load_checkpoint', 'load_guided_diffusion', 'load_unet_strict', 'resolve_dtype', 'resolve_flags', 'scheduler_config',
+           'unet_config']

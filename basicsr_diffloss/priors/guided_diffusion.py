@@ -1,13 +1,18 @@
-"""OpenAI guided-diffusion (ADM) checkpoints as diffusers ``UNet2DModel``: flags, presets, config and weights.
+"""OpenAI guided-diffusion (ADM) checkpoints as diffusers ``UNet2DModel``: flags, published models, config and weights.
 
 The flags keep guided-diffusion's names and meaning (``scripts/image_sample.py --help`` there), so a model's
 ``MODEL_FLAGS`` and ``DIFFUSION_FLAGS`` carry over unchanged. ``load_guided_diffusion`` turns a ``.pt`` state dict
 into a diffusers UNet whose forward pass equals ADM's (tests/test_guided_diffusion.py checks it against an
 independent reference), or fails with the keys or flags that do not fit.
 """
+from os import path as osp
+
 import torch
 from diffusers import UNet2DModel
 
+from ..options import OptionError, choice, flag, number
+
+OWNER = 'guided-diffusion'  # how option errors name the flags
 NUM_CLASSES = 1000  # ImageNet: guided-diffusion's class-conditional models
 
 # guided-diffusion's defaults (script_util.model_and_diffusion_defaults), model and diffusion flags together.
@@ -23,11 +28,11 @@ INT_FLAGS = ('image_size', 'num_channels', 'num_res_blocks', 'num_heads', 'num_h
              'diffusion_steps')
 DEFAULT_CHANNEL_MULT = {512: (0.5, 1, 1, 2, 2, 4, 4), 256: (1, 1, 2, 2, 4, 4), 128: (1, 1, 2, 3, 4), 64: (1, 2, 3, 4)}
 
-# The published checkpoints' flags: guided-diffusion's README, and for ffhq_256 the FFHQ model of DPS and DDNM.
+# The published checkpoints' flags, by model name: guided-diffusion's README, and for ffhq_256 the FFHQ model of DPS and DDNM.
 _ADM = dict(attention_resolutions='32,16,8', learn_sigma=True, resblock_updown=True, use_scale_shift_norm=True,
             diffusion_steps=1000, noise_schedule='linear', num_res_blocks=2)
 _ADM_256 = dict(_ADM, image_size=256, num_channels=256, num_head_channels=64, use_fp16=True)
-PRESETS = {
+MODELS = {
     '64x64_diffusion': dict(_ADM, image_size=64, num_channels=192, num_res_blocks=3, num_head_channels=64,
                             class_cond=True, use_new_attention_order=True, noise_schedule='cosine', dropout=0.1,
                             use_fp16=True),
@@ -54,21 +59,11 @@ class NotRepresentableError(ValueError):
 
 
 def _bool(name, value):
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ('true', 'false', 'yes', 'no', '1', '0'):
-        return value.lower() in ('true', 'yes', '1')
-    raise ValueError(f"guided-diffusion flag '{name}': {value!r} is not a boolean (True or False).")
+    return flag(OWNER, name, value, from_text=True)
 
 
 def _int(name, value):
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = None
-    if isinstance(value, bool) or number is None or number != int(number):
-        raise ValueError(f"guided-diffusion flag '{name}': {value!r} is not an integer.")
-    return int(number)
+    return number(OWNER, name, value, integer=True, from_text=True)
 
 
 def _numbers(name, value):
@@ -84,11 +79,11 @@ def _numbers(name, value):
     return tuple(int(v) if v == int(v) else v for v in values)
 
 
-def resolve_flags(preset=None, **flags):
-    """Complete guided-diffusion flags: its defaults, then the preset's, then ``flags``; typed and checked.
+def resolve_flags(model=None, **flags):
+    """Complete guided-diffusion flags: its defaults, then the published model's, then ``flags``; typed and checked.
 
     Args:
-        preset (str | None): one of ``PRESETS`` (a published checkpoint's flags), or None for guided-diffusion's
+        model (str | None): one of ``MODELS`` (a published checkpoint's flags), or None for guided-diffusion's
             defaults.
         **flags: guided-diffusion flags with their own names: ``image_size``, ``num_channels``, ``num_res_blocks``,
             ``channel_mult`` (comma string or list; '' = the default for ``image_size``: 512 (0.5,1,1,2,2,4,4),
@@ -97,18 +92,22 @@ def resolve_flags(preset=None, **flags):
             ``num_heads``, ``num_heads_upsample``, ``num_head_channels`` (-1: use ``num_heads``), ``learn_sigma``,
             ``class_cond`` (1000 classes), ``resblock_updown``, ``use_scale_shift_norm``,
             ``use_new_attention_order``, ``diffusion_steps``, ``noise_schedule`` (``linear`` or ``cosine``).
-            ``dropout``, ``use_fp16`` and ``use_checkpoint`` are accepted and ignored.
+            ``dropout``, ``use_fp16`` and ``use_checkpoint`` are accepted and ignored. Booleans and integers may be
+            written as text, as on guided-diffusion's command line (``True``, ``256``).
 
     Returns:
         dict: every flag, with ``channel_mult`` and ``attention_resolutions`` as tuples of numbers.
     """
-    if preset is not None and preset not in PRESETS:
-        raise ValueError(f"guided-diffusion 'preset': {preset!r} is not one of {sorted(PRESETS)}.")
+    if 'preset' in flags:
+        raise OptionError(f"{OWNER} option 'preset' is now called 'model' (DiffLoss has a 'preset' of its own): "
+                          f"write model: {flags['preset']}.")
+    if model is not None:
+        choice(OWNER, 'model', model, sorted(MODELS))
     unknown = sorted(set(flags) - set(DEFAULT_FLAGS))
     if unknown:
-        raise ValueError(f'guided-diffusion flags {unknown} are unknown; the flags are {sorted(DEFAULT_FLAGS)} '
-                         "(and 'preset').")
-    resolved = {**DEFAULT_FLAGS, **(PRESETS[preset] if preset else {}), **flags}
+        raise OptionError(f'{OWNER} flags {unknown} are unknown; the flags are {sorted(DEFAULT_FLAGS)} '
+                          "(and 'model').")
+    resolved = {**DEFAULT_FLAGS, **(MODELS[model] if model else {}), **flags}
     for name in BOOL_FLAGS:
         resolved[name] = _bool(name, resolved[name])
     for name in INT_FLAGS:
@@ -321,7 +320,7 @@ def convert_state_dict(state, flags):
     if problems:
         shown = {name: flags[name] for name in DEFAULT_FLAGS if name not in IGNORED_FLAGS}
         raise ValueError('the guided-diffusion checkpoint does not match its flags ' + str(shown) + ':\n  ' +
-                         '\n  '.join(problems) + '\nCheck the preset and the flags (num_channels, num_res_blocks, '
+                         '\n  '.join(problems) + '\nCheck the model and the flags (num_channels, num_res_blocks, '
                          'channel_mult, attention_resolutions, learn_sigma, class_cond, resblock_updown, '
                          'use_scale_shift_norm) against the ones the checkpoint was trained with.')
     return converted
@@ -344,14 +343,31 @@ def load_checkpoint(path):
     return state
 
 
-def load_guided_diffusion(path, preset=None, **flags):
+def load_guided_diffusion(path, model=None, **flags):
     """Load a guided-diffusion ``.pt`` checkpoint as ``(UNet2DModel, DDPMScheduler config dict)``.
 
     Args:
         path (str): the ``.pt`` file (e.g. ``256x256_diffusion_uncond.pt``).
-        preset (str | None): one of ``PRESETS``; ``flags`` override its values.
+        model (str | None): one of ``MODELS``; ``flags`` override its values.
         **flags: guided-diffusion flags (see ``resolve_flags``).
     """
-    resolved = resolve_flags(preset, **flags)
+    resolved = resolve_flags(model, **flags)
     unet_config(resolved)  # fail on unrepresentable flags before reading gigabytes
     return build_unet(load_checkpoint(path), resolved), scheduler_config(resolved)
+
+
+def load_guided_diffusion_prior(pretrained, options):
+    """DiffusionPrior's loader for ``pretrained`` a ``.pt`` file with option ``guided_diffusion`` (its flags):
+    ``(UNet2DModel, scheduler config dict)``, with errors that name the options."""
+    if options is None:
+        raise OptionError(f"DiffusionPrior option 'pretrained': '{pretrained}' is a file, not a diffusers folder. For "
+                          "a guided-diffusion (ADM) .pt checkpoint add the option 'guided_diffusion' with its model "
+                          "or flags, e.g. guided_diffusion: {model: 256x256_diffusion_uncond}, or convert it once "
+                          'with basicsr-diffloss-convert-adm and point pretrained at the folder it writes.')
+    if not osp.isfile(pretrained):
+        raise FileNotFoundError(f"DiffusionPrior option 'pretrained': '{pretrained}' is not a file; with option "
+                                "'guided_diffusion' it must be a guided-diffusion .pt checkpoint.")
+    try:
+        return load_guided_diffusion(pretrained, **dict(options))
+    except ValueError as error:
+        raise OptionError(f"DiffusionPrior option 'guided_diffusion' ('{pretrained}'): {error}") from error

@@ -1,10 +1,7 @@
 """Training curves of the two runs: each loss term and each validation metric against iterations."""
 import math
 
-import matplotlib
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
+from .pictures import pyplot
 
 RUN_STYLES = {'baseline': dict(color='tab:blue'), '+DiffLoss': dict(color='tab:orange')}
 
@@ -17,6 +14,7 @@ def save_training_curves(runs, path, columns=3):
         path (str): the PNG to write.
         columns (int): panels per row. Default: 3.
     """
+    plt = pyplot()
     panels = []
     for kind, index in (('loss', 0), ('validation', 1)):
         for run in runs.values():

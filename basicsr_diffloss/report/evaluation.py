@@ -6,19 +6,12 @@ import torch
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.models import build_model
 
-# (key, column title, better) of the comparison table; LPIPS and DISTS appear when the option file configures them.
-COLUMNS = (
-    ('psnr', 'PSNR', 'higher'),
-    ('psnr_y', 'PSNR-Y', 'higher'),
-    ('ssim', 'SSIM', 'higher'),
-    ('ssim_y', 'SSIM-Y', 'higher'),
-    ('niqe', 'NIQE', 'lower'),
-    ('haarpsi', 'HaarPSI', 'higher'),
-    ('gmsd', 'GMSD', 'lower'),
-    ('ms_ssim', 'MS-SSIM', 'higher'),
-    ('lpips', 'LPIPS', 'lower'),
-    ('dists', 'DISTS', 'lower'),
-)
+from ..metrics.catalog import METRICS, better_of
+
+# The comparison table's columns (metric names of basicsr_diffloss.metrics.METRICS), as (key, column title, better);
+# LPIPS and DISTS appear when the option file configures them.
+COLUMNS = tuple((key, METRICS[key].title, METRICS[key].better)
+                for key in ('psnr', 'psnr_y', 'ssim', 'ssim_y', 'niqe', 'haarpsi', 'gmsd', 'ms_ssim', 'lpips', 'dists'))
 LEARNED = {'calculate_lpips': 'lpips', 'calculate_dists': 'dists'}
 
 
@@ -40,14 +33,17 @@ def comparison_metrics(opt):
         'psnr_y': dict(type='calculate_psnr', crop_border=border, test_y_channel=True),
         'ssim': dict(type='calculate_ssim', crop_border=border, test_y_channel=False),
         'ssim_y': dict(type='calculate_ssim', crop_border=border, test_y_channel=True),
-        'niqe': dict(type='calculate_niqe_or_nan', crop_border=border, better='lower'),
+        'niqe': dict(type='calculate_niqe_or_nan', crop_border=border),
         'haarpsi': dict(type='calculate_haarpsi', crop_border=border),
-        'gmsd': dict(type='calculate_gmsd', crop_border=border, better='lower'),
+        'gmsd': dict(type='calculate_gmsd', crop_border=border),
         'ms_ssim': dict(type='calculate_ms_ssim', crop_border=border),
     }
     for metric_opt in ((opt.get('val') or {}).get('metrics') or {}).values():
         if metric_opt.get('type') in LEARNED:
-            metrics[LEARNED[metric_opt['type']]] = dict(metric_opt, better='lower')
+            metrics[LEARNED[metric_opt['type']]] = dict(metric_opt)
+    for key, metric_opt in metrics.items():
+        if better_of(key) == 'lower':
+            metric_opt['better'] = 'lower'
     return metrics
 
 

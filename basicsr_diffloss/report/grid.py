@@ -1,10 +1,8 @@
 """An image grid LQ | baseline | +DiffLoss | GT of the crops where the two restorations differ most."""
-import matplotlib
+import cv2
+import numpy as np
 
-matplotlib.use('Agg')
-import cv2  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from .pictures import pyplot
 
 COLUMNS = ('LQ (bicubic to GT size)', 'baseline', '+DiffLoss', 'GT')
 
@@ -50,6 +48,7 @@ def save_grid(images, crops, path, title, labels=COLUMNS):
         title (str): the figure's title.
         labels (tuple): the four column titles. Default: ``COLUMNS``.
     """
+    plt = pyplot()
     cell = 2.4
     figure, axes = plt.subplots(len(crops), 4, figsize=(4 * cell, len(crops) * cell + 0.6), squeeze=False)
     for row, (name, top, left, side, difference) in enumerate(crops):

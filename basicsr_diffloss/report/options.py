@@ -93,7 +93,7 @@ def baseline_option_file(diffloss_file):
                                  'train.diffusion_opt. Pass the pair explicitly (-opt and --baseline_opt), or move it.')
             return twin
     path = osp.join(folder, f'{stem}_baseline.yml')
-    header = (f'# Written by scripts/compare.py: {file_name} without train.diffusion_opt (the baseline of the '
+    header = (f'# Written by basicsr-diffloss-compare: {file_name} without train.diffusion_opt (the baseline of the '
               'comparison).\n')
     os.makedirs(folder or '.', exist_ok=True)
     return write_option_file(derived, path, header)

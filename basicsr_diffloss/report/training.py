@@ -1,4 +1,5 @@
-"""Training runs of a comparison: ``python -m basicsr_diffloss.train`` with progress; finished experiment folders."""
+"""Training runs of a comparison: ``python -m basicsr_diffloss.train`` with progress; finished experiment folders;
+the checks that the two runs are two networks, each in its own folder."""
 import glob
 import os
 import re
@@ -7,6 +8,7 @@ import sys
 from collections import deque
 from os import path as osp
 
+import torch
 from tqdm import tqdm
 
 from .options import load_option_file
@@ -38,6 +40,8 @@ def train(option_file, force_yml, total_iter, label, output_log):
             if match:
                 bar.update(min(int(match.group(1).replace(',', '')), total_iter) - bar.n)
         code = process.wait()
+        if not code:  # done: the last iterations may not have been logged (logger.print_freq)
+            bar.update(total_iter - bar.n)
     if code:
         raise RuntimeError(f"Training {label} ({' '.join(command)}) failed with exit code {code}; its output is in "
                            f'{output_log}. Last lines:\n' + ''.join(tail))
@@ -69,3 +73,69 @@ class Experiment:
         if not numbered:
             raise FileNotFoundError(f"{self.folder}/models holds no net_g_*.pth: did the training save a checkpoint?")
         return max(numbered)[1]
+
+
+def split_name_override(force_yml):
+    """``(X, the other entries)`` for ``--force_yml`` entries holding ``name=X`` (the last one counts), else
+    ``(None, entries)``."""
+    name, others = None, []
+    for entry in force_yml or ():
+        keys, _, value = entry.partition('=')
+        if keys.strip() == 'name':
+            name = value.strip()
+        else:
+            others.append(entry)
+    return name, others
+
+
+def run_force_yml(force_yml, run):
+    """The ``--force_yml`` entries of one run of a comparison: a ``name=X`` entry becomes ``name=X_<run>`` (``run``:
+    ``baseline`` or ``diffloss``), so that the two runs train into different experiment folders."""
+    name, others = split_name_override(force_yml)
+    return others + [f'name={name}_{run}'] if name else others
+
+
+def check_experiments(experiments, started=None):
+    """Make sure a comparison evaluates two different networks, each from its own run's folder.
+
+    Args:
+        experiments (dict): run -> :class:`Experiment`, two of them.
+        started (dict | None): run -> the time its training started (``time.time()``), when the comparison trained
+            them: each checkpoint and training log must have been written since.
+
+    Raises:
+        ValueError: the two runs share a folder or a checkpoint file, a checkpoint lies outside its run's folder
+            (e.g. a link into the other's), or a file is older than the training that should have written it.
+    """
+    (first, one), (second, other) = experiments.items()
+    if osp.realpath(one.folder) == osp.realpath(other.folder):
+        raise ValueError(f"the {first} and {second} runs are the same experiment folder ('{one.folder}'): a network "
+                         'compared with itself.')
+    for run, experiment in experiments.items():
+        folder = osp.realpath(experiment.folder)
+        if osp.commonpath([folder, osp.realpath(experiment.checkpoint)]) != folder:
+            raise ValueError(f"the {run} checkpoint '{experiment.checkpoint}' lies outside its experiment folder "
+                             f"'{experiment.folder}' (it is '{osp.realpath(experiment.checkpoint)}').")
+        for what, path in (('checkpoint', experiment.checkpoint), ('training log', experiment.train_log)):
+            if started and osp.getmtime(path) < started[run] - 1:  # 1 s: file systems with coarse times
+                raise ValueError(f"the {run} {what} '{path}' is older than the {run} training that should have "
+                                 'written it: that training wrote somewhere else, so this is not its network.')
+    if osp.samefile(one.checkpoint, other.checkpoint):
+        raise ValueError(f"the {first} and {second} runs have the same checkpoint file ('{one.checkpoint}', "
+                         f"'{other.checkpoint}').")
+
+
+def identical_weights(first, second):
+    """Whether two checkpoint files hold the same tensors (False when one cannot be read as plain tensors)."""
+
+    def equal(a, b):
+        if isinstance(a, torch.Tensor):
+            return isinstance(b, torch.Tensor) and a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
+        if isinstance(a, dict):
+            return isinstance(b, dict) and a.keys() == b.keys() and all(equal(a[key], b[key]) for key in a)
+        return a == b
+
+    try:
+        return equal(*(torch.load(path, map_location='cpu', weights_only=True) for path in (first, second)))
+    except Exception:  # noqa: BLE001  (a best-effort warning; evaluation has loaded both already)
+        return False

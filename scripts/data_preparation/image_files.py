@@ -5,7 +5,7 @@ from os import path as osp
 
 import cv2
 
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+from basicsr_diffloss.data.image_files import IMAGE_SUFFIXES
 
 
 def list_images(folder):
@@ -14,7 +14,7 @@ def list_images(folder):
         raise FileNotFoundError(f'{folder} is not a folder.')
     names = sorted(name for name in os.listdir(folder) if name.lower().endswith(IMAGE_SUFFIXES))
     if not names:
-        raise FileNotFoundError(f'{folder} holds no images ({", ".join(IMAGE_SUFFIXES)}).')
+        raise FileNotFoundError(f'{folder} holds no images ({", ".join(IMAGE_SUFFIXES[::2])}).')
     return names
 
 

@@ -1,16 +1,16 @@
 """The DiffLoss study: which settings change restorations, compared with baselines that cost nothing.
 
-For each task (x4 SR, sigma-25 colour denoising), setting (basicsr_diffloss.study.settings.SETTINGS) and seed, it
+For each task (x4 SR, sigma-25 colour denoising), setting (study.settings.SETTINGS) and seed, it
 trains a small EDSR from the same initialisation on the same batches (both fixed by the seed), evaluates it on the
-fixed validation photos (basicsr_diffloss.study.data.VALIDATION_PHOTOS, central 256 px crops of the half-resolution
+fixed validation photos (study.data.VALIDATION_PHOTOS, central 256 px crops of the half-resolution
 photos), and writes ``runs/<task>/<setting>_s<seed>.json`` (per-image PSNR/SSIM-Y, NIQE, HaarPSI, GMSD; ms/step;
 the calibrated weight; the loss log) and the restored images. Runs whose JSON exists are not repeated, so several
 processes can share the work and a stopped study can go on. Then it writes ``study.md``: for every setting the metric
 means and the paired per-image differences against L1 with their standard error, win counts and per-seed means,
 and grids of the crops where each setting differs most from L1.
 
-    python scripts/study.py --tasks sr4 dn25 --seeds 0 1 --iters 3000 --output results/study
-    python scripts/study.py --report_only --output results/study
+    python scripts/run_study.py --tasks sr4 dn25 --seeds 0 1 --iters 3000 --output results/study
+    python scripts/run_study.py --report_only --output results/study
 
 Every extra term is calibrated to a fixed ratio of the pixel loss's gradient (see settings.py). Use
 ``OMP_NUM_THREADS`` to share a machine between processes.
@@ -28,12 +28,12 @@ import torch
 import basicsr_diffloss  # noqa: F401  (repairs basicsr and registers everything)
 from basicsr.archs.edsr_arch import EDSR
 from basicsr.metrics import calculate_psnr, calculate_ssim
-from basicsr_diffloss.archs import DiffusionPrior
-from basicsr_diffloss.metrics import calculate_gmsd, calculate_haarpsi, calculate_niqe_or_nan
+from basicsr_diffloss.priors import DiffusionPrior
+from basicsr_diffloss.metrics import calculate_gmsd, calculate_haarpsi, calculate_niqe_or_nan, lower_is_better
 from basicsr_diffloss.report.grid import choose_crops, save_grid
-from basicsr_diffloss.study.data import Task, load_photos, save_rgb, split_photos, training_batches, validation_pairs
-from basicsr_diffloss.study.settings import SETTINGS, StudyLoss
-from basicsr_diffloss.study.statistics import LOWER_IS_BETTER, metric_means, paired_difference
+from study.data import Task, load_photos, save_rgb, split_photos, training_batches, validation_pairs
+from study.settings import SETTINGS, StudyLoss
+from study.statistics import metric_means, paired_difference
 
 METRICS = ('psnr_y', 'ssim_y', 'niqe', 'haarpsi', 'gmsd')
 BASELINE = 'l1'
@@ -165,8 +165,8 @@ def task_report(args, task):
         lines.append(f"| {name} | {_difference_cell(psnr, 3)} | {psnr['wins']}/{psnr['images']} | {per_seed} | "
                      f"{_difference_cell(results['ssim_y'], 4)} | {_difference_cell(results['niqe'], 3)} | "
                      f"{_difference_cell(results['haarpsi'], 4)} | {_difference_cell(results['gmsd'], 4)} |")
-    lines += ['', f'Lower is better for {", ".join(LOWER_IS_BETTER)}. Grids (seed {first["seed"]}, the crops where '
-              f'each setting differs most from {BASELINE}):', '']
+    lines += ['', f'Lower is better for {", ".join(lower_is_better(METRICS))}. Grids (seed {first["seed"]}, the crops '
+              f'where each setting differs most from {BASELINE}):', '']
     for name in names:
         grid = _save_setting_grid(args, task, name, first['seed'])
         if grid:
@@ -216,13 +216,16 @@ def main():
     parser.add_argument('--t_range', nargs=2, type=int, default=None, help="DiffLoss t_range (default: preset's)")
     parser.add_argument('--crop_size', type=int, default=32,
                         help='DiffLoss crop_size (default: 32, the crop size the default prior was trained on)')
-    parser.add_argument('--photos', default=osp.join('..', 'shared', 'data', 'photos'), help='photo folder')
+    parser.add_argument('--photos', help='the photo folder the fixed split names (study/data.py; the 26 photos of the '
+                        "project's shared data, e.g. ../shared/data/photos); required unless --report_only")
     parser.add_argument('--photo_scale', type=float, default=0.5, help='photo resize factor (default: 0.5)')
     parser.add_argument('--val_size', type=int, default=256, help='validation crop side (default: 256)')
     parser.add_argument('--log_every', type=int, default=100)
     parser.add_argument('--output', default=osp.join('results', 'study'))
     parser.add_argument('--report_only', action='store_true', help='only write study.md from finished runs')
     args = parser.parse_args()
+    if not args.report_only and not args.photos:
+        parser.error('--photos is required: the folder of photos the fixed split names (see scripts/study/data.py).')
     if not args.report_only:
         run_all(args)
     write_report(args)

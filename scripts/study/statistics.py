@@ -3,8 +3,7 @@ import math
 
 import numpy as np
 
-# Metrics where a lower value is better; a "win" is then a decrease.
-LOWER_IS_BETTER = ('niqe', 'gmsd')
+from basicsr_diffloss.metrics.catalog import better_of
 
 
 def paired_difference(runs, setting, baseline, metric):
@@ -27,7 +26,7 @@ def paired_difference(runs, setting, baseline, metric):
     valid = ~np.isnan(table).any(axis=0)
     per_image = table[:, valid].mean(axis=0)
     count = len(per_image)
-    sign = -1 if metric in LOWER_IS_BETTER else 1
+    sign = -1 if better_of(metric) == 'lower' else 1  # a win is a decrease where lower is better
     return dict(mean=float(per_image.mean()) if count else math.nan,
                 se=float(per_image.std(ddof=1) / math.sqrt(count)) if count > 1 else math.nan,
                 wins=int((sign * per_image > 0).sum()), images=count, seeds=seeds,

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from basicsr.utils import scandir
 
-from ..data.image_crop_dataset import IMAGE_SUFFIXES
+from basicsr_diffloss.data.image_files import IMAGE_SUFFIXES
 
 # Validation photos, fixed by name: none of them trained the shipped default prior (see its MODEL_CARD.md).
 VALIDATION_PHOTOS = ('mate_Aqua', 'mate_Dune', 'mate_Garden', 'mate_LadyBird', 'mate_Storm', 'mate_Wood',

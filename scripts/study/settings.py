@@ -6,10 +6,10 @@ the diffusion terms comparable: a gain that MSE or a low-pass term at the same s
 """
 from collections import OrderedDict
 
-import torch
 import torch.nn.functional as F
 
-from ..losses import DiffLoss
+from basicsr_diffloss.losses import DiffLoss
+from basicsr_diffloss.losses.gradient_scale import gradient_norms
 
 # name: pixel loss, optional extra term, its gradient ratio to the pixel loss, and DiffLoss options for the extra.
 SETTINGS = OrderedDict([
@@ -74,8 +74,8 @@ class StudyLoss:
         pixel_norm, extra_norm = 0.0, 0.0
         for lq, gt in batches:
             output = task.start_output(lq, gt.shape).requires_grad_(True)
-            pixel_norm += torch.autograd.grad(self.pixel(output, gt), output)[0].norm().item()
-            extra_norm += torch.autograd.grad(self._extra(output, gt), output)[0].norm().item()
+            norms = gradient_norms(dict(pixel=self.pixel(output, gt), extra=self._extra(output, gt)), output)
+            pixel_norm, extra_norm = pixel_norm + norms['pixel'], extra_norm + norms['extra']
         self.weight = self.ratio * pixel_norm / extra_norm
         if self.diffloss is not None:
             self.diffloss.manual_seed(self.seed)  # training draws do not depend on the calibration's

@@ -1,13 +1,31 @@
-"""Checkpoints that survive a crash, resumes that continue exactly, and DDP on CPU-only machines."""
+"""Exact resume: a run stopped at iteration N and resumed reaches the same weights at N+k as one that never stopped.
+
+Three pieces, all here:
+
+- **Random states.** :class:`ReliableTrainingMixin` adds every rank's random states (python, numpy, torch, CUDA, and
+  the DiffLoss generator when the model has ``cri_diff``) to BasicSR's training state and restores them on resume,
+  each rank its own.
+- **Data position.** BasicSR restarts the interrupted epoch from its first batch. :func:`load_resume_state` records
+  the resumed ``(epoch, iter)`` as ``opt['resume_position']`` and :func:`create_train_val_dataloader` makes that
+  epoch skip the batches already trained on (:class:`SkipFirstOnce`).
+- **States that survive a crash.** Checkpoints and training states are written through :func:`atomic_torch_save`.
+
+Exact with ``num_worker_per_gpu: 0`` (BasicSR re-seeds data workers identically every epoch, so with workers the
+augmentations of the resumed epoch differ) and with the same number of processes. The repairs this builds on (resume
+on a machine without CUDA, DDP on the CPU) are in ``basicsr_diffloss.compat``, imported before this module.
+"""
 import os
 import random
 from contextlib import contextmanager
 
+import basicsr.train
 import numpy as np
 import torch
 import torch.distributed as dist
 from basicsr.utils import get_root_logger
-from torch.nn.parallel import DistributedDataParallel
+
+_load_resume_state = basicsr.train.load_resume_state  # basicsr_diffloss.compat's, which works without CUDA
+_basicsr_create_train_val_dataloader = basicsr.train.create_train_val_dataloader
 
 
 @contextmanager
@@ -37,22 +55,13 @@ def _is_distributed():
 
 
 class ReliableTrainingMixin:
-    """Makes a BasicSR model's checkpoints atomic, its resume exact and its DDP work on CPU (gloo).
+    """Makes a BasicSR model's checkpoints atomic and its training states hold every rank's random states.
 
     - ``save_network`` and ``save_training_state`` write through :func:`atomic_torch_save`.
-    - Training states also hold every rank's random states (python, numpy, torch, CUDA, and the DiffLoss generator
-      when the model has ``cri_diff``); ``resume_training`` restores them, each rank its own. Together with the
-      resumed data position (see ``basicsr_diffloss.compat``), a run stopped at iteration N and resumed reaches the
-      same weights at N+k as one that never stopped (with ``num_worker_per_gpu: 0``; BasicSR re-seeds data
-      workers identically every epoch, so with workers the augmentations of the resumed epoch differ).
-    - Under ``--launcher pytorch`` on a machine without CUDA, networks are wrapped in DDP without device ids.
+    - ``save_training_state`` adds ``rng_states`` (one entry per rank) to BasicSR's state; ``resume_training``
+      restores this rank's entry. Together with the resumed data position (:func:`create_train_val_dataloader`),
+      a resumed run repeats an uninterrupted one.
     """
-
-    def model_to_device(self, net):
-        if self.opt['dist'] and self.device.type == 'cpu':
-            return DistributedDataParallel(net.to(self.device),
-                                           find_unused_parameters=self.opt.get('find_unused_parameters', False))
-        return super().model_to_device(net)
 
     def save_network(self, *args, **kwargs):
         with atomic_torch_save():
@@ -107,3 +116,47 @@ class ReliableTrainingMixin:
         diffloss = getattr(self, 'cri_diff', None)
         if diffloss is not None and state['diffloss'] is not None:
             diffloss.set_rng_state(state['diffloss'])
+
+
+def load_resume_state(opt):
+    """The training state to resume from (or None), recording its position as ``opt['resume_position']``."""
+    state = _load_resume_state(opt)
+    if state is not None:
+        opt['resume_position'] = (state['epoch'], state['iter'])
+    return state
+
+
+class SkipFirstOnce:
+    """A sampler wrapper whose first pass leaves out the first ``count`` indices; later passes are unchanged."""
+
+    def __init__(self, sampler, count):
+        self.sampler = sampler
+        self.count = count
+
+    def __iter__(self):
+        indices = iter(self.sampler)
+        for _ in range(self.count):
+            next(indices, None)
+        self.count = 0
+        return indices
+
+    def __len__(self):
+        return len(self.sampler)
+
+
+def create_train_val_dataloader(opt, logger):
+    """BasicSR's loaders; after a resume, the first epoch continues after the batches already trained on."""
+    result = _basicsr_create_train_val_dataloader(opt, logger)
+    train_loader = result[0]
+    if opt.get('resume_position') and train_loader is not None:
+        epoch, current_iter = opt['resume_position']
+        done = current_iter - epoch * len(train_loader)
+        if done > 0:
+            batch_sampler = train_loader.batch_sampler
+            batch_sampler.sampler = SkipFirstOnce(batch_sampler.sampler, done * batch_sampler.batch_size)
+            logger.info(f'Resume: epoch {epoch} continues after its first {done} batches.')
+    return result
+
+
+basicsr.train.load_resume_state = load_resume_state
+basicsr.train.create_train_val_dataloader = create_train_val_dataloader

@@ -1,1 +1,0 @@
-"""The measured study of DiffLoss settings (scripts/study.py, docs/study.md): data split, settings, statistics."""
