@@ -1,7 +1,7 @@
 """basicsr-diffloss: a diffusion prior as a training constraint for BasicSR restorers.
 
-Importing the package repairs basicsr 1.4.2 (``compat``) and registers DiffusionPrior, DiffLoss, the restorers, models and
-datasets in BasicSR's registries.
+Importing the package repairs basicsr 1.4.2 (``compat``) and registers DiffusionPrior, DiffLoss, the restorers,
+models and datasets in BasicSR's registries.
 """
 # isort: off
 from . import compat  # noqa: F401  (must run before anything imports basicsr)

@@ -68,7 +68,7 @@ from basicsr.archs.swinir_arch import SwinIR
 from basicsr.losses.basic_loss import PerceptualLoss
 from basicsr_diffloss.priors import DiffusionPrior
 from basicsr_diffloss.losses import DiffLoss
-from basicsr_diffloss.losses.diffloss_loss import PRESETS
+from basicsr_diffloss.losses.diffloss_loss import PRESETS, PRIOR_EXECUTION_OPTIONS
 from basicsr_diffloss.priors import resolve_dtype
 from basicsr_diffloss.priors.guided_diffusion import resolve_flags, unet_config
 
@@ -89,12 +89,12 @@ VARIANTS = {
     'fp32+score_difference': dict(dtype='fp32', gradient='score_difference'),
     'bf16+score_difference': dict(dtype='bf16', gradient='score_difference'),
 }
-TINY_VARIANTS = ['default', 'fp32', 'bf16', 'bf16+channels_last', 'bf16+checkpointing', 'bf16+encoder_only', 'bf16+every4',
-                 'bf16+score_difference']
+TINY_VARIANTS = ['default', 'fp32', 'bf16', 'bf16+channels_last', 'bf16+checkpointing', 'bf16+encoder_only',
+                 'bf16+every4', 'bf16+score_difference']
 # Options that change how the prior runs (DiffusionPrior's) but not the FLOPs that the method needs (checkpointing's
 # recomputation is overhead above the floor), and the schedule options, whose share of applied steps scales the
 # DiffLoss FLOPs.
-EXECUTION_OPTIONS = ('dtype', 'channels_last', 'gradient_checkpointing', 'compile')
+EXECUTION_OPTIONS = PRIOR_EXECUTION_OPTIONS
 SCHEDULE_OPTIONS = ('every', 'probability')
 
 SCALE = 4
