@@ -1,5 +1,5 @@
 """Runs BasicSR's train pipeline (as ``python -m basicsr_diffloss.train`` does) and then saves this rank's initial and
-final restorer weights and its DiffLoss seed to ``rank<r>.pth``, so that tests can compare ranks and runs."""
+final restorer weights, its DiffLoss seed and strength weights to ``rank<r>.pth``, so that tests can compare ranks and runs."""
 import copy
 import os
 
@@ -24,5 +24,7 @@ if __name__ == '__main__':
     basicsr.train.train_pipeline(os.getcwd())
     model = models[0]
     rank = model.opt['rank']
+    strength = model.cri_diff.strength if model.cri_diff is not None else None
     torch.save({'initial': initial_weights[0], 'net_g': model.get_bare_model(model.net_g).state_dict(),
-                'diffloss_seed': model.cri_diff.seed if model.cri_diff is not None else None}, f'rank{rank}.pth')
+                'diffloss_seed': model.cri_diff.seed if model.cri_diff is not None else None,
+                'diffloss_strength_weights': strength.weights if strength is not None else None}, f'rank{rank}.pth')

@@ -36,6 +36,9 @@ def tiny_options(root, name, diffusion=True, deterministic_data=False, batch=2, 
     opt['train']['total_iter'] = 4
     opt['logger'].update(print_freq=1, save_checkpoint_freq=2)
     if diffusion:
+        if 'strength' in diffusion_options:  # the weights come from the strength, not from the demo's absolute ones
+            for option in ('eps_weight', 'h_weight'):
+                opt['train']['diffusion_opt'].pop(option)
         opt['train']['diffusion_opt'].update(prior={'type': 'DiffusionPrior', 'pretrained': str(root / 'prior')},
                                              crop_size=16, **diffusion_options)
     else:
@@ -68,6 +71,25 @@ def test_resumed_run_matches_an_uninterrupted_one(workspace):
         assert torch.equal(value, weights_resumed[name]), name
     # Checkpoints are written atomically: no partial file is left behind.
     assert not glob.glob(str(workspace / 'experiments' / '*' / '*' / '*.partial'))
+
+
+STRENGTH = dict(strength={'eps': 1.0, 'h': 0.25}, strength_iters=3)
+
+
+def test_resume_in_the_middle_of_the_strength_calibration_matches_an_uninterrupted_run(workspace):
+    run_module('basicsr_diffloss.train', '-opt', tiny_options(workspace, 'strength_straight', **STRENGTH),
+               cwd=workspace)
+    stopped = tiny_options(workspace, 'strength_stopped', **STRENGTH)
+    run_module('basicsr_diffloss.train', '-opt', stopped, '--force_yml', 'train:total_iter=2', cwd=workspace)
+    output = run_module('basicsr_diffloss.train', '-opt', stopped, '--auto_resume', cwd=workspace)
+    assert 'fixed from now on' in output  # calibrated over iterations 1-3: two before the stop, one after
+    straight, resumed = logged_losses(workspace, 'strength_straight'), logged_losses(workspace, 'strength_stopped')
+    print('\n' + '\n'.join(f'iter {i}: straight {straight[i]} | resumed {resumed[i]}' for i in (3, 4)))
+    assert straight[3] == resumed[3] and straight[4] == resumed[4]
+    weights_straight = final_weights(workspace, 'strength_straight')
+    weights_resumed = final_weights(workspace, 'strength_stopped')
+    for name, value in weights_straight.items():
+        assert torch.equal(value, weights_resumed[name]), name
 
 
 def test_two_runs_with_the_same_seed_log_identical_losses(workspace):
@@ -129,6 +151,15 @@ def test_ddp_with_diffloss_differs_from_one_process_only_by_its_noise(workspace,
     print(f'\nL1 + DiffLoss: |w_ddp - w_single| / |w_single - w_init| = {error:.2e}; '
           f'between two single runs with other draws: {spread:.2e}')
     assert error < 2 * spread
+
+
+def test_ddp_ranks_calibrate_the_same_strength_weights_from_their_different_draws(workspace, tmp_path):
+    ranks = train_with_driver(workspace, tmp_path / 'ddp_strength', 2, 2, diffusion=True, **STRENGTH)
+    assert ranks[0]['diffloss_seed'] != ranks[1]['diffloss_seed']  # each rank draws its own noise and t
+    weights = [rank['diffloss_strength_weights'] for rank in ranks]
+    print(f'\nstrength weights per rank: {weights}')
+    assert weights[0] == weights[1] and set(weights[0]) == {'l_diff_eps', 'l_diff_h'}
+    assert all(weight > 0 for weight in weights[0].values())
 
 
 def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):

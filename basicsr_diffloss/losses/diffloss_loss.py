@@ -3,12 +3,14 @@ from collections import OrderedDict
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from basicsr.archs import build_network
 from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
 from ..options import OptionError, choice, flag, number, number_or_range, option_error
 from .application_schedule import ApplicationSchedule
+from .relative_strength import RelativeStrength
 
 # Named settings of the method options (t_range None: the whole schedule). 'default' is the best setting of the
 # study (docs/study.md): the eps term with the score-difference gradient at t 200-800, weight 3.5 (a gradient 1x
@@ -89,6 +91,16 @@ class DiffLoss(nn.Module):
             prior's size factor) to both images before noising, so that the restorer cannot fit patterns locked
             to the prior's downsampling grid. Default: false.
 
+    Strength relative to the pixel loss (losses/relative_strength.py):
+        strength (dict | None): the weight of a term as a multiple of the pixel loss's gradient on the restored
+            image, ``{eps: 1.0, h: 0.25}`` (``eps``: the prediction term, whatever its ``space``), measured on the
+            live training batches: ``weight = multiple * sum ||grad pixel|| / sum ||grad term at weight 1||`` over
+            the first ``strength_iters`` applications, all DDP ranks together, then fixed; logged when set and when
+            fixed, saved in training states. The reference is the model's pixel loss (``train.pixel_opt`` with its
+            loss_weight), else L1 between output and GT. A term named here takes no ``eps_weight`` / ``h_weight``.
+            Default: None (absolute weights).
+        strength_iters (int): applications of the term over which the gradient norms are averaged. Default: 50.
+
     When the term is applied (ApplicationSchedule): ``start_iter`` (0), ``warmup_iters`` (0), ``every`` (1) and
     ``probability`` (1.0); skipped iterations cost nothing and log no diffusion term. The iteration comes from the
     model (``terms(..., current_iter)``); without it the loss counts its own calls.
@@ -105,7 +117,7 @@ class DiffLoss(nn.Module):
     def __init__(self, prior, preset='default', loss_weight=1.0, eps_weight=None, h_weight=None, t_range=None,
                  num_samples=1, crop_size=None, input_range=(0, 1), out_of_range='clamp', nonfinite='error',
                  seed=None, space=None, gradient=None, t_weighting=None, augment=False, start_iter=0,
-                 warmup_iters=0, every=1, probability=1.0, **unknown):
+                 warmup_iters=0, every=1, probability=1.0, strength=None, strength_iters=50, **unknown):
         super().__init__()
         _refuse_unknown_options(unknown)
         choice('DiffLoss', 'preset', preset, PRESETS)
@@ -119,6 +131,16 @@ class DiffLoss(nn.Module):
         self.space = choice('DiffLoss', 'space', space, SPACES)
         self.weights = OrderedDict([(f'l_diff_{self.space}', number('DiffLoss', 'eps_weight', eps_weight, minimum=0)),
                                     ('l_diff_h', number('DiffLoss', 'h_weight', h_weight, minimum=0))])
+        self.strength = None
+        if strength is not None:
+            names = {'eps': f'l_diff_{self.space}', 'h': 'l_diff_h'}
+            self.strength = RelativeStrength(strength, strength_iters, names)
+            for term, weight_option in (('eps', 'eps_weight'), ('h', 'h_weight')):
+                if term in strength and given[weight_option] is not None:
+                    raise OptionError(f"DiffLoss options '{weight_option}' and 'strength.{term}' both set the {term} "
+                                      "term's weight: keep one (strength: relative to the pixel loss's gradient).")
+            self.weights.update((name, 1.0 if name in self.strength.strength else 0.0 if term in strength else
+                                 self.weights[name]) for term, name in names.items())
         if not any(self.weights.values()):
             raise OptionError("DiffLoss options 'eps_weight' and 'h_weight' are both 0: set at least one above 0, or "
                               'remove the DiffLoss entry.')
@@ -230,16 +252,21 @@ class DiffLoss(nn.Module):
         surrogate = (2 * weights * difference.detach() * y0).sum() / difference.numel()
         return value.detach() + surrogate - surrogate.detach()
 
-    def terms(self, pred, target, current_iter=None):
+    def terms(self, pred, target, current_iter=None, reference=None):
         """Each weighted diffusion term, as an OrderedDict of scalar tensors (only the terms with weight > 0; none on
-        the iterations the schedule skips). ``current_iter``: the training iteration (1-based), for the schedule."""
+        the iterations the schedule skips). ``current_iter``: the training iteration (1-based), for the schedule.
+        ``reference``: the model's pixel loss on ``pred``, the reference of option ``strength`` (default: L1)."""
         if pred.shape != target.shape:
             raise ValueError(f'DiffLoss: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape.')
         self._check_finite(pred, target)
         self._calls += 1
         scale = self.schedule.scale(self._calls if current_iter is None else current_iter, self._rng())
+        calibrating = self.strength is not None and self.strength.calibrating
         if not scale:
+            if calibrating:
+                self.strength.measure(None, None, pred)
             return OrderedDict()
+        output, gt = pred, target
         pred, target = self.prior.fit_size([self._within_range(pred, 'pred'),
                                             self._within_range(target.detach(), 'target')], self.crop_size,
                                            self._random_offsets)
@@ -274,7 +301,16 @@ class DiffLoss(nn.Module):
                                                         y0 if self.gradient == 'score_difference' else None)
         if with_h:
             distances['l_diff_h'] = self._distance(h_pred, h_target, weights)
-        return OrderedDict((name, self.loss_weight * self.weights[name] * scale * distance)
+        term_weights = dict(self.weights)
+        if self.strength is not None:
+            if calibrating and torch.is_grad_enabled() and output.requires_grad:
+                reference = F.l1_loss(output, gt) if reference is None else reference
+                self.strength.measure(reference, distances, output)
+            if self.strength.weights is None:
+                raise OptionError("DiffLoss option 'strength': no weight measured yet; the first calls must have the "
+                                  'restored image with its gradient (as in training).')
+            term_weights.update(self.strength.weights)
+        return OrderedDict((name, self.loss_weight * term_weights[name] * scale * distance)
                            for name, distance in distances.items())
 
     def forward(self, pred, target):

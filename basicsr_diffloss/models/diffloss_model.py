@@ -37,7 +37,7 @@ class PixelAndDiffusionLoss(nn.Module):
         terms = OrderedDict()
         if self.pixel is not None:
             terms['l_pix'] = self.pixel(output, gt)
-        terms.update(self.diffusion.terms(output, gt, self.current_iter))
+        terms.update(self.diffusion.terms(output, gt, self.current_iter, reference=terms.get('l_pix')))
         self.last_terms = terms
         if not terms:  # no pixel loss and an iteration the diffusion schedule skips: a zero that keeps the graph
             self.last_total = output.sum() * 0

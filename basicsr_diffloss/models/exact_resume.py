@@ -75,6 +75,7 @@ class ReliableTrainingMixin:
             'torch': torch.get_rng_state(),
             'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             'diffloss': diffloss.rng_state() if diffloss is not None else None,
+            'diffloss_strength': diffloss.strength.state_dict() if diffloss is not None and diffloss.strength else None,
         }
 
     def save_training_state(self, epoch, current_iter):
@@ -116,6 +117,8 @@ class ReliableTrainingMixin:
         diffloss = getattr(self, 'cri_diff', None)
         if diffloss is not None and state['diffloss'] is not None:
             diffloss.set_rng_state(state['diffloss'])
+        if diffloss is not None and diffloss.strength and state.get('diffloss_strength'):
+            diffloss.strength.load_state_dict(state['diffloss_strength'])
 
 
 def load_resume_state(opt):
