@@ -74,9 +74,10 @@ from basicsr_diffloss.priors.guided_diffusion import resolve_flags, unet_config
 
 # DiffLoss and DiffusionPrior options of each named variant. Add a line to benchmark another combination; each names its dtype. All
 # but 'score_difference' back-propagate through the UNet (the paper's gradient, the costly one), whatever the preset.
-# 'default' is what users get: the default preset and dtype 'auto', resolved on the device.
+# 'default' is what users get: the default preset, dtype and channels_last 'auto', resolved on the device. The other
+# variants run the prior contiguous (channels_last false) unless they say otherwise.
 VARIANTS = {
-    'default': dict(dtype='auto'),
+    'default': dict(dtype='auto', channels_last='auto'),
     'fp32': dict(dtype='fp32', gradient='backprop'),
     'bf16': dict(dtype='bf16', gradient='backprop'),
     'fp16': dict(dtype='fp16', gradient='backprop'),
@@ -88,6 +89,7 @@ VARIANTS = {
     'bf16+every4': dict(dtype='bf16', gradient='backprop', every=4),
     'fp32+score_difference': dict(dtype='fp32', gradient='score_difference'),
     'bf16+score_difference': dict(dtype='bf16', gradient='score_difference'),
+    'bf16+channels_last+score_difference': dict(dtype='bf16', gradient='score_difference', channels_last=True),
 }
 TINY_VARIANTS = ['default', 'fp32', 'bf16', 'bf16+channels_last', 'bf16+checkpointing', 'bf16+encoder_only',
                  'bf16+every4', 'bf16+score_difference']
@@ -227,8 +229,9 @@ def check_variants(names):
 
 def diffloss_with_options(prior, options, **fixed):
     """DiffLoss on ``prior`` with a variant's options: those of EXECUTION_OPTIONS set on the prior, the rest given to
-    the loss; every other option keeps the package default."""
-    prior.set_execution(**{key: value for key, value in options.items() if key in EXECUTION_OPTIONS})
+    the loss; every other option keeps the package default, but for ``channels_last``, false unless named."""
+    prior.set_execution(**{'channels_last': False,
+                           **{key: value for key, value in options.items() if key in EXECUTION_OPTIONS}})
     loss_options = {key: value for key, value in options.items() if key not in EXECUTION_OPTIONS}
     return DiffLoss(prior=prior, **fixed, **loss_options)
 

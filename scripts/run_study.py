@@ -213,7 +213,8 @@ def main():
     parser.add_argument('--num_feat', type=int, default=32, help='EDSR channels (default: 32)')
     parser.add_argument('--num_block', type=int, default=4, help='EDSR residual blocks (default: 4)')
     parser.add_argument('--prior', default='default', help="DiffusionPrior 'pretrained' (default: default)")
-    parser.add_argument('--t_range', nargs=2, type=int, default=None, help="DiffLoss t_range (default: preset's)")
+    parser.add_argument('--t_range', nargs=2, type=int, default=None,
+                        help="DiffLoss t_range of every setting (default: each setting's, 200 800)")
     parser.add_argument('--crop_size', type=int, default=32,
                         help='DiffLoss crop_size (default: 32, the crop size the default prior was trained on)')
     parser.add_argument('--photos', help='the photo folder the fixed split names (study/data.py; the 26 photos of the '

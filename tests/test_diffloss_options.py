@@ -295,9 +295,14 @@ def test_auto_dtype_follows_native_bf16_and_is_applied_at_the_first_call(images,
     assert prior.dtype is None and next(prior.unet.parameters()).dtype == torch.float32
     loss(*images)
     assert prior.dtype == (torch.bfloat16 if native else torch.float32) == next(prior.unet.parameters()).dtype
+    # channels_last auto: NHWC exactly where the prior runs in bf16 on the CPU
+    expected_format = torch.channels_last if native else torch.contiguous_format
+    assert prior.memory_format == expected_format
+    assert prior.unet.conv_in.weight.is_contiguous(memory_format=expected_format)
     prior.set_execution(dtype='fp32')
     loss(*images)
     assert next(prior.unet.parameters()).dtype == torch.float32 == prior.dtype
+    assert prior.memory_format == torch.contiguous_format
 
 
 @pytest.mark.parametrize('options, message', [

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from basicsr_diffloss.losses import PRESETS
 from study.data import VALIDATION_PHOTOS, Task, split_photos, training_batches
 from study.settings import SETTINGS, StudyLoss
 from study.statistics import paired_difference
@@ -44,6 +45,17 @@ def test_batches_repeat_for_a_seed_and_differ_between_seeds():
     first, again, other = (next(training_batches(photos, task, 2, seed)) for seed in (0, 0, 1))
     assert torch.equal(first[1], again[1]) and torch.equal(first[0], again[0]) and not torch.equal(first[1], other[1])
     assert first[0].shape == (2, 3, 16, 16) and first[1].shape == (2, 3, 64, 64)
+
+
+@pytest.mark.parametrize('name', list(SETTINGS))
+def test_every_setting_builds_and_names_every_method_option(tiny_prior, name):
+    setting = SETTINGS[name]
+    if setting.get('extra') == 'diffloss':
+        assert set(PRESETS['default']) <= set(setting['diffusion'])  # a change of defaults cannot change it
+    loss = StudyLoss(setting, prior=tiny_prior, seed=0, crop_size=16)
+    output, gt = torch.rand(2, 3, 16, 16, requires_grad=True), torch.rand(2, 3, 16, 16)
+    terms = loss.terms(output, gt, current_iter=1000)
+    assert list(terms) == (['l_pix', 'l_extra'] if 'extra' in setting else ['l_pix'])
 
 
 @pytest.mark.parametrize('name', ['l1+lowpass', 'eps', 'score_difference'])

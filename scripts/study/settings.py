@@ -11,19 +11,29 @@ import torch.nn.functional as F
 from basicsr_diffloss.losses import DiffLoss
 from basicsr_diffloss.losses.gradient_scale import gradient_norms
 
+
+def method(**changes):
+    """DiffLoss options of a study setting, every method option named (none comes from a preset, so that a change of
+    DiffLoss's defaults cannot change what a setting measures): the paper's gradient through the UNet on the eps term
+    at t 200-800, then ``changes``. The weights are 1 before the calibration scales the term."""
+    return dict(dict(preset='default', gradient='backprop', space='eps', t_weighting='uniform', augment=False,
+                     eps_weight=1.0, h_weight=0.0, t_range=(200, 800), warmup_iters=0), **changes)
+
+
 # name: pixel loss, optional extra term, its gradient ratio to the pixel loss, and DiffLoss options for the extra.
 SETTINGS = OrderedDict([
     ('l1', dict(pixel='l1')),
     ('mse', dict(pixel='mse')),
     ('l1+mse', dict(pixel='l1', extra='mse', ratio=0.5)),
     ('l1+lowpass', dict(pixel='l1', extra='lowpass', ratio=0.5)),
-    ('eps', dict(pixel='l1', extra='diffloss', ratio=0.5, diffusion=dict())),
-    ('eps_snr', dict(pixel='l1', extra='diffloss', ratio=0.5, diffusion=dict(t_weighting='snr'))),
-    ('eps_augment', dict(pixel='l1', extra='diffloss', ratio=0.5, diffusion=dict(augment=True))),
-    ('x0', dict(pixel='l1', extra='diffloss', ratio=0.5, diffusion=dict(space='x0'))),
-    ('h', dict(pixel='l1', extra='diffloss', ratio=0.5, diffusion=dict(eps_weight=0.0, h_weight=1.0))),
-    ('score_difference', dict(pixel='l1', extra='diffloss', ratio=1.0,
-                              diffusion=dict(gradient='score_difference'))),
+    ('eps', dict(pixel='l1', extra='diffloss', ratio=0.5, diffusion=method())),
+    ('eps_snr', dict(pixel='l1', extra='diffloss', ratio=0.5, diffusion=method(t_weighting='snr'))),
+    ('eps_augment', dict(pixel='l1', extra='diffloss', ratio=0.5, diffusion=method(augment=True))),
+    ('eps_warmup', dict(pixel='l1', extra='diffloss', ratio=0.5, diffusion=method(warmup_iters=300))),
+    ('x0', dict(pixel='l1', extra='diffloss', ratio=0.5, diffusion=method(space='x0'))),
+    ('h', dict(pixel='l1', extra='diffloss', ratio=0.5, diffusion=method(eps_weight=0.0, h_weight=1.0))),
+    ('eps+h', dict(pixel='l1', extra='diffloss', ratio=0.5, diffusion=method(h_weight=1.0))),
+    ('score_difference', dict(pixel='l1', extra='diffloss', ratio=1.0, diffusion=method(gradient='score_difference'))),
 ])
 
 
@@ -42,7 +52,7 @@ class StudyLoss:
         setting (dict): an entry of ``SETTINGS``.
         prior (DiffusionPrior | None): the prior for DiffLoss settings.
         seed (int): DiffLoss's generator seed.
-        t_range (list | None): overrides the DiffLoss preset's t range.
+        t_range (list | None): overrides the setting's t range.
         crop_size (int | None): DiffLoss ``crop_size`` (the study uses the size the prior was trained on).
     """
 
@@ -53,7 +63,7 @@ class StudyLoss:
         self.weight = 1.0
         self.diffloss = None
         if self.kind == 'diffloss':
-            options = dict(eps_weight=1.0, crop_size=crop_size, **setting['diffusion'])
+            options = dict(setting['diffusion'], crop_size=crop_size)
             if t_range is not None:
                 options['t_range'] = t_range
             self.diffloss = DiffLoss(prior=prior, seed=seed, **options)
