@@ -1,6 +1,7 @@
 from setuptools import find_packages, setup
 
 REPORT = ['matplotlib']  # the compare command's grid and curves (basicsr_diffloss/report, Agg backend)
+STABLE_DIFFUSION = ['transformers>=4.45']  # the text encoders of Stable Diffusion-family priors (priors/stable_diffusion.py)
 COMMANDS = {  # console script -> function of basicsr_diffloss/commands/ (each returns None: exit status 0)
     'basicsr-diffloss-train': 'pipelines:train',
     'basicsr-diffloss-test': 'pipelines:test',
@@ -33,7 +34,8 @@ setup(
         'lpips>=0.1.4',  # LPIPS; ships its linear layers, the backbone weights are a local file
         'dists-pytorch>=0.1',  # ships DISTS' alpha/beta weights; the VGG16 weights are a local file
     ],
-    extras_require={'report': REPORT, 'test': ['pytest', 'hypothesis', *REPORT], 'realesrgan': ['realesrgan==0.3.0']},
+    extras_require={'report': REPORT, 'stable-diffusion': STABLE_DIFFUSION, 'realesrgan': ['realesrgan==0.3.0'],
+                    'test': ['pytest', 'hypothesis', *REPORT, *STABLE_DIFFUSION]},
     entry_points={'console_scripts': [f'{name} = basicsr_diffloss.commands.{target}'
                                       for name, target in COMMANDS.items()]},
 )

@@ -9,7 +9,10 @@ Adam step. Configurations:
 - losses: ``l1``; ``l1+vgg`` (BasicSR PerceptualLoss on VGG19 conv5_4, random weights: none can be downloaded);
   ``l1+diffloss``: L1 + DiffLoss on a prior of one shape, random weights except ``default``: ``default`` (the shipped
   4.3M prior), ``ddpm256`` (google/ddpm-ema-church-256's UNet, 113.7M) or ``adm256`` (guided-diffusion
-  256x256_diffusion_uncond, 552.8M), under each DiffLoss variant of ``VARIANTS`` (its speed options).
+  256x256_diffusion_uncond, 552.8M), or a latent prior: ``sd15`` (Stable Diffusion 1.5's UNet and VAE, 860M + 84M)
+  or ``sdxl`` (SDXL base's UNet and VAE, 2.57G + 84M), written as a pipeline folder with a prompt_embeds file and
+  held in bf16 between configurations (``tiny_sd``: a tiny one), under each DiffLoss variant of ``VARIANTS`` (its
+  speed options).
 
 Configurations are timed round robin (``--repeats`` sweeps, each rebuilding the configuration from scratch, median
 taken), so that the ratios compare times taken side by side. For each it reports:
@@ -24,7 +27,9 @@ taken), so that the ratios compare times taken side by side. For each it reports
 - ``x floor``: the time over the FLOP floor, i.e. FLOPs divided by the matrix-multiply rate this script measures on
   the device (fp32 for the restorer and VGG, the variant's dtype for the prior; on CUDA fp32 is measured with TF32
   when cuDNN convolutions may use it, the fastest they can run);
-- for DiffLoss, the part it adds: ``(ms - l1 ms) / ((FLOPs - l1 FLOPs) / rate)``; the goal is at most 1.5.
+- for DiffLoss, the part it adds: ``(ms - l1 ms) / ((FLOPs - l1 FLOPs) / rate)``; the goal is at most 1.5;
+- for a latent prior, ``VAE encoder share``: the time of its VAE encoder in a step (forward and backward on the
+  output, forward on the GT, timed alone in the same sweeps) over the DiffLoss part ``ms - l1 ms``.
 
 ``--scaling`` instead times L1 and L1+DiffLoss (one restorer, prior and variant) against GT size and batch size,
 reports 'OOM' where CUDA runs out of memory, and plots ms/step and peak memory (``--plot``).
@@ -35,6 +40,9 @@ reports 'OOM' where CUDA runs out of memory, and plots ms/step and peak memory (
     # how the cost grows with GT size and batch
     python scripts/benchmark.py --device cuda --scaling --restorers edsr --priors adm256 --variants bf16 \\
         --plot scaling.png
+    # CPU, Stable Diffusion-shaped latent priors at GT 128 (docs/priors.md)
+    python scripts/benchmark.py --device cpu --restorers edsr --gt-size 128 --batch 2 --priors sd15 sdxl \
+        --variants default --steps 3 --repeats 2
     # CPU, tiny shapes (what tests/test_benchmark.py runs), a few seconds
     python scripts/benchmark.py --tiny
     python scripts/benchmark.py --tiny --scaling --plot scaling.png
@@ -58,6 +66,7 @@ from os import path as osp
 import torch
 import torch.nn.functional as F
 import torchvision
+from safetensors.torch import save_file
 from torch.utils.flop_counter import FlopCounterMode
 
 import basicsr_diffloss  # noqa: F401  (repairs basicsr and registers everything)
@@ -74,10 +83,12 @@ from basicsr_diffloss.priors.guided_diffusion import resolve_flags, unet_config
 
 # DiffLoss and DiffusionPrior options of each named variant. Add a line to benchmark another combination; each names its dtype. All
 # but 'score_difference' back-propagate through the UNet (the paper's gradient, the costly one), whatever the preset.
-# 'default' is what users get: the default preset, dtype and channels_last 'auto', resolved on the device. The other
-# variants run the prior contiguous (channels_last false) unless they say otherwise.
+# 'default' is what users get: the default preset, dtype and channels_last 'auto', resolved on the device, timed after
+# its strength is measured; 'default+measuring' times the first strength_iters iterations, which also measure it. The
+# other variants run the prior contiguous (channels_last false) unless they say otherwise.
 VARIANTS = {
     'default': dict(dtype='auto', channels_last='auto'),
+    'default+measuring': dict(dtype='auto', channels_last='auto', strength_iters=10**9),  # the first 50 iterations
     'fp32': dict(dtype='fp32', gradient='backprop'),
     'bf16': dict(dtype='bf16', gradient='backprop'),
     'fp16': dict(dtype='fp16', gradient='backprop'),
@@ -116,7 +127,35 @@ DDPM_256 = dict(sample_size=256, in_channels=3, out_channels=3, layers_per_block
 TINY_PRIOR = dict(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
                   down_block_types=('DownBlock2D', 'AttnDownBlock2D'), up_block_types=('AttnUpBlock2D', 'UpBlock2D'),
                   norm_num_groups=4, attention_head_dim=8)
-PRIORS = ('tiny', 'default', 'ddpm256', 'adm256')
+# Stable Diffusion 1.5's and SDXL base's unet/ and vae/ config.json (the shapes only; random weights), and tiny ones.
+SD_VAE = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512),
+              layers_per_block=2, down_block_types=('DownEncoderBlock2D', ) * 4,
+              up_block_types=('UpDecoderBlock2D', ) * 4, sample_size=512, scaling_factor=0.18215)
+LATENT_PRIORS = {
+    'sd15': dict(unet=dict(sample_size=64, in_channels=4, out_channels=4, block_out_channels=(320, 640, 1280, 1280),
+                           layers_per_block=2, down_block_types=('CrossAttnDownBlock2D', ) * 3 + ('DownBlock2D', ),
+                           up_block_types=('UpBlock2D', ) + ('CrossAttnUpBlock2D', ) * 3, cross_attention_dim=768,
+                           attention_head_dim=8),
+                 vae=SD_VAE, pipeline='StableDiffusionPipeline', embeds=dict(prompt_embeds=(1, 77, 768))),
+    'sdxl': dict(unet=dict(sample_size=128, in_channels=4, out_channels=4, block_out_channels=(320, 640, 1280),
+                           layers_per_block=2,
+                           down_block_types=('DownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D'),
+                           up_block_types=('CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'UpBlock2D'),
+                           transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20),
+                           cross_attention_dim=2048, use_linear_projection=True, addition_embed_type='text_time',
+                           addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816),
+                 vae=dict(SD_VAE, sample_size=1024, scaling_factor=0.13025, force_upcast=True),
+                 pipeline='StableDiffusionXLPipeline',
+                 embeds=dict(prompt_embeds=(1, 77, 2048), pooled_prompt_embeds=(1, 1280))),
+    'tiny_sd': dict(unet=dict(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(16, 32),
+                              layers_per_block=1, down_block_types=('CrossAttnDownBlock2D', 'DownBlock2D'),
+                              up_block_types=('UpBlock2D', 'CrossAttnUpBlock2D'), cross_attention_dim=16,
+                              attention_head_dim=4, norm_num_groups=8),
+                    vae=dict(SD_VAE, block_out_channels=(8, 16), down_block_types=('DownEncoderBlock2D', ) * 2,
+                             up_block_types=('UpDecoderBlock2D', ) * 2, layers_per_block=1, norm_num_groups=8),
+                    pipeline='StableDiffusionPipeline', embeds=dict(prompt_embeds=(1, 77, 16))),
+}
+PRIORS = ('tiny', 'default', 'ddpm256', 'adm256', *LATENT_PRIORS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,9 +210,33 @@ class Environment:
     priors: dict
 
 
+def build_latent_prior(name):
+    """A DiffusionPrior of the named Stable Diffusion shape, loaded as users load one: a pipeline folder
+    (``model_index.json``, ``unet/``, ``vae/``, ``scheduler/``; random weights) with a prompt_embeds file. Held in
+    bf16 between configurations (each copy is cast to the variant's dtype at its first call), so that SDXL fits."""
+    shape = LATENT_PRIORS[name]
+    with tempfile.TemporaryDirectory() as folder:
+        for model_class, part in ((diffusers.UNet2DConditionModel, 'unet'), (diffusers.AutoencoderKL, 'vae')):
+            model_class(**shape[part]).to(torch.bfloat16).save_pretrained(osp.join(folder, part))  # half the disk
+        diffusers.DDPMScheduler(beta_schedule='scaled_linear', beta_start=0.00085, beta_end=0.012).save_pretrained(
+            osp.join(folder, 'scheduler'))
+        with open(osp.join(folder, 'model_index.json'), 'w') as file:
+            json.dump({'_class_name': shape['pipeline'], 'unet': ['diffusers', 'UNet2DConditionModel'],
+                       'vae': ['diffusers', 'AutoencoderKL'], 'scheduler': ['diffusers', 'DDPMScheduler']}, file)
+        embeds = osp.join(folder, 'prompt_embeds.safetensors')
+        save_file({key: torch.randn(size) for key, size in shape['embeds'].items()}, embeds)
+        prior = DiffusionPrior(pretrained=folder, prompt_embeds=embeds)
+    for part in (prior.unet, prior.encoder):  # nn.Module.to: the schedule and the embeddings stay float32
+        torch.nn.Module.to(part, torch.bfloat16)
+    return prior
+
+
 def build_prior(name):
-    """A DiffusionPrior of the named shape on the CPU in float32 (random weights except ``default``)."""
+    """A DiffusionPrior of the named shape on the CPU in float32 (random weights except ``default``; latent priors:
+    ``build_latent_prior``)."""
     torch.manual_seed(0)
+    if name in LATENT_PRIORS:
+        return build_latent_prior(name)
     if name == 'tiny':
         return DiffusionPrior(unet=dict(TINY_PRIOR))
     if name == 'default':
@@ -229,10 +292,15 @@ def check_variants(names):
 
 def diffloss_with_options(prior, options, **fixed):
     """DiffLoss on ``prior`` with a variant's options: those of EXECUTION_OPTIONS set on the prior, the rest given to
-    the loss; every other option keeps the package default, but for ``channels_last``, false unless named."""
+    the loss; every other option keeps the package default, but for ``channels_last``, false unless named, and
+    ``strength_iters``, 1 where the preset's strength sets the eps weight: its measurement (an extra gradient of each
+    term, over the first 50 applications in training) then happens in the first warm-up step, and the timed steps
+    are the steady state."""
     prior.set_execution(**{'channels_last': False,
                            **{key: value for key, value in options.items() if key in EXECUTION_OPTIONS}})
     loss_options = {key: value for key, value in options.items() if key not in EXECUTION_OPTIONS}
+    if 'eps_weight' not in loss_options:
+        loss_options.setdefault('strength_iters', 1)
     return DiffLoss(prior=prior, **fixed, **loss_options)
 
 
@@ -364,11 +432,46 @@ def time_round_robin(configs, env, args):
             for config in configs}
 
 
+def time_latent_encoder(config, env, warmup, steps):
+    """ms of a latent prior's VAE encoder in one DiffLoss application of ``config`` (the whole GT patch, as the
+    DiffLoss of ``build_extra_loss`` takes it): forward and backward on an output, forward on a GT."""
+    free_memory(env.device)
+    prior = copy.deepcopy(env.priors[config.prior]).to(env.device)
+    loss = diffloss_with_options(prior, config.options, seed=0)  # the variant's execution options, as in the step
+    output = torch.rand(config.batch, 3, config.gt_size, config.gt_size, device=env.device, requires_grad=True)
+    gt = torch.rand(config.batch, 3, config.gt_size, config.gt_size, device=env.device)
+
+    def encode():
+        prior.to_input(gt, loss.input_range)
+        prior.to_input(output, loss.input_range).square().mean().backward()
+
+    for _ in range(warmup):
+        encode()
+    synchronize(env.device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        encode()
+    synchronize(env.device)
+    return (time.perf_counter() - start) * 1000 / steps
+
+
+def encoder_times(configs, env, args):
+    """``{config: median ms of its VAE encoder}`` for the DiffLoss configurations with a latent prior."""
+    latent = [config for config in configs if config.prior in LATENT_PRIORS]
+    times = {config: [] for config in latent}
+    for _ in range(args.repeats):
+        for config in latent:
+            times[config].append(time_latent_encoder(config, env, args.warmup, args.steps))
+    free_memory(env.device)
+    return {config: statistics.median(values) for config, values in times.items()}
+
+
 def counted_flops(config, env):
     """FLOPs of one eager step of ``config`` that applies the DiffLoss term, without checkpointing's recomputation."""
     options = {key: value for key, value in config.options.items() if key not in SCHEDULE_OPTIONS}
     options.update(compile=False, gradient_checkpointing=False)
     step = build_step(config, env, options if config.loss == 'l1+diffloss' else None)
+    step()  # the first applies the strength measurement (see diffloss_with_options), not part of a step's cost
     with FlopCounterMode(display=False) as counter:
         step()
     return counter.get_total_flops()
@@ -430,9 +533,10 @@ def ratio(numerator, denominator):
     return None if numerator is None or denominator is None else numerator / denominator
 
 
-def report_rows(configs, timings, flops, rates, env):
-    """One dict per configuration: times, memory, FLOPs and the ratios, ready for the table and for JSON. A
-    configuration that ran out of memory has ms, FLOPs and ratios None."""
+def report_rows(configs, timings, flops, rates, env, encoders):
+    """One dict per configuration: times, memory, FLOPs and the ratios (and a latent prior's VAE encoder share of the
+    DiffLoss part), ready for the table and for JSON. A configuration that ran out of memory has ms, FLOPs and
+    ratios None."""
     rows = []
     for config in configs:
         ms, peak = timings[config]
@@ -450,6 +554,8 @@ def report_rows(configs, timings, flops, rates, env):
             row['x_floor'] = ms / 1000 / (flops[l1] / rates[torch.float32] + added_flops / prior_rate)
             if config.loss == 'l1+diffloss':
                 row['diffloss_x_floor'] = (ms - timings[l1][0]) / 1000 / (added_flops / prior_rate)
+            if config in encoders:
+                row.update(encoder_ms=encoders[config], encoder_share=encoders[config] / (ms - timings[l1][0]))
         rows.append(row)
     return rows
 
@@ -461,14 +567,15 @@ def cell(value, spec='.2f'):
 def markdown_table(rows):
     """The main table, one line per row of ``report_rows``."""
     lines = ['| restorer | batch x GT | loss | prior | prior params | variant | gradient | prior dtype | ms/step | x L1 '
-             '| x L1+VGG | peak GiB | GFLOP/step | x floor | DiffLoss part x its floor |', '|---' * 15 + '|']
+             '| x L1+VGG | peak GiB | GFLOP/step | x floor | DiffLoss part x its floor | VAE encoder share |',
+             '|---' * 16 + '|']
     for row in rows:
         cells = [row['restorer'], f"{row['batch']} x {row['gt_size']}^2", row['loss'], row['prior'] or '',
                  f"{row['prior_parameters'] / 1e6:.3g}M" if row['prior'] else '', row['variant'] or '',
                  row.get('gradient', ''), row.get('dtype', ''),
                  'OOM' if row['ms'] is None else cell(row['ms'], '.1f'), cell(row['x_l1']), cell(row['x_vgg']),
                  cell(row['peak_gib']), cell(ratio(row['flops'], 1e9), '.4g'), cell(row.get('x_floor')),
-                 cell(row.get('diffloss_x_floor'))]
+                 cell(row.get('diffloss_x_floor')), cell(row.get('encoder_share')) if 'encoder_ms' in row else '']
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
@@ -513,10 +620,11 @@ def compare(args, argv, env):
     configs = comparison_configs(args)
     with random_vgg_weights():
         timings = time_round_robin(configs, env, args)
+        encoders = encoder_times([config for config in configs if timings[config][0] is not None], env, args)
         flops = flops_per_step([config for config in configs if timings[config][0] is not None], env)
     dtypes = dict.fromkeys([torch.float32] + [config.prior_dtype(env.device) for config in configs])
     rates = {dtype: matmul_rate(env.device, dtype, args.matmul_size) for dtype in dtypes}
-    rows = report_rows(configs, timings, flops, rates, env)
+    rows = report_rows(configs, timings, flops, rates, env, encoders)
     markdown = header(args, argv, env, args.restorers, rates) + '\n\n' + markdown_table(rows) + '\n'
     record = dict(device=device_name(env.device), torch=torch.__version__, command=argv,
                   matmul_tflops={rate_name(dtype, env.device): rate / 1e12 for dtype, rate in rates.items()},

@@ -2,9 +2,9 @@
 
 For each task (x4 SR, sigma-25 colour denoising), setting (study.settings.SETTINGS) and seed, it
 trains a small EDSR from the same initialisation on the same batches (both fixed by the seed), evaluates it on the
-fixed validation photos (study.data.VALIDATION_PHOTOS, central 256 px crops of the half-resolution
-photos), and writes ``runs/<task>/<setting>_s<seed>.json`` (per-image PSNR/SSIM-Y, NIQE, HaarPSI, GMSD; ms/step;
-the calibrated weight; the loss log) and the restored images. Runs whose JSON exists are not repeated, so several
+fixed validation photos (study.data.VALIDATION_PHOTOS, the whole half-resolution photos, or their central
+--val_size crops), and writes ``runs/<task>/<setting>_s<seed>.json`` (per-image PSNR/SSIM-Y, NIQE, HaarPSI, GMSD;
+ms/step; the calibrated weight; the loss log) and the restored images. Runs whose JSON exists are not repeated, so several
 processes can share the work and a stopped study can go on. Then it writes ``study.md``: for every setting the metric
 means and the paired per-image differences against L1 with their standard error, win counts and per-seed means,
 and grids of the crops where each setting differs most from L1.
@@ -81,15 +81,26 @@ def train_and_evaluate(args, task, name, seed, train_photos, pairs, references, 
         for image_name, (lq, _) in pairs.items():
             output = save_rgb(osp.join(run_dir, f'{image_name}.png'), restorer(lq))
             metrics[image_name] = image_metrics(output, references[image_name], task.crop_border)
-    return dict(task=task.name, setting=name, seed=seed, iters=args.iters, weight=weight,
-                ratio=SETTINGS[name].get('ratio', 0.0), crop_size=args.crop_size, ms_per_step=ms_per_step, log=log,
+    setting = SETTINGS[name]
+    ratio = setting['diffusion']['strength']['eps'] if loss.relative else setting.get('ratio', 0.0)
+    return dict(task=task.name, setting=name, seed=seed, iters=args.iters,
+                weight=weight if weight is not None else loss.strength_weights, ratio=ratio,
+                strength='DiffLoss strength (live batches)' if loss.relative else 'study calibration (start outputs)',
+                prior=args.split_prior if setting.get('prior') == 'split' else args.prior, crop_size=args.crop_size,
+                ms_per_step=ms_per_step, log=log,
                 metrics=metrics,
                 restorer=dict(num_feat=args.num_feat, num_block=args.num_block, batch=args.batch, lr=args.lr))
 
 
 def run_all(args):
     train_photos, validation_photos = split_photos(load_photos(args.photos, args.photo_scale))
-    prior = DiffusionPrior(pretrained=args.prior)
+    priors = {'default': DiffusionPrior(pretrained=args.prior)}
+    if any(SETTINGS[name].get('prior') == 'split' for name in args.settings):
+        if not args.split_prior:
+            raise SystemExit('--split_prior is required by the settings '
+                             f"{[name for name in args.settings if SETTINGS[name].get('prior') == 'split']}: the prior "
+                             'trained on the study split (options/train/prior/train_study_split_prior.yml).')
+        priors['split'] = DiffusionPrior(pretrained=args.split_prior)
     for task_name in args.tasks:
         task = Task(task_name)
         pairs = validation_pairs(validation_photos, task, args.val_size)
@@ -103,6 +114,7 @@ def run_all(args):
                 if osp.exists(record_path):
                     continue
                 started = time.time()
+                prior = priors[SETTINGS[name].get('prior', 'default')]
                 record = train_and_evaluate(args, task, name, seed, train_photos, pairs, references, prior,
                                             osp.join(args.output, 'outputs', task.name, f'{name}_s{seed}'))
                 record['wall_s'] = time.time() - started
@@ -165,6 +177,7 @@ def task_report(args, task):
         lines.append(f"| {name} | {_difference_cell(psnr, 3)} | {psnr['wins']}/{psnr['images']} | {per_seed} | "
                      f"{_difference_cell(results['ssim_y'], 4)} | {_difference_cell(results['niqe'], 3)} | "
                      f"{_difference_cell(results['haarpsi'], 4)} | {_difference_cell(results['gmsd'], 4)} |")
+    lines += ['', default_choice(runs, names)]
     lines += ['', f'Lower is better for {", ".join(lower_is_better(METRICS))}. Grids (seed {first["seed"]}, the crops '
               f'where each setting differs most from {BASELINE}):', '']
     for name in names:
@@ -172,6 +185,29 @@ def task_report(args, task):
         if grid:
             lines.append(f'- {name}: `{grid}`')
     return '\n'.join(lines) + '\n'
+
+
+def default_choice(runs, names):
+    """The rule that chose the default: among the DiffLoss settings, the best in PSNR-Y (HaarPSI breaking ties)
+    whose NIQE does not rise against L1 by more than its standard error; else the one whose NIQE rises least."""
+    results = {}
+    for name in names:
+        if SETTINGS[name].get('extra') == 'diffloss':
+            differences = {metric: paired_difference(runs, name, BASELINE, metric) for metric in ('psnr_y', 'haarpsi',
+                                                                                                 'niqe')}
+            if all(differences.values()):
+                results[name] = differences
+    if not results:
+        return 'No DiffLoss setting has finished runs.'
+    keeps_niqe = [name for name, result in results.items() if result['niqe']['mean'] <= result['niqe']['se']]
+    if keeps_niqe:
+        best = max(keeps_niqe, key=lambda name: (results[name]['psnr_y']['mean'], results[name]['haarpsi']['mean']))
+        niqe = results[best]['niqe']
+        return (f'Default by the rule (best dPSNR-Y among the DiffLoss settings whose dNIQE <= its standard error): '
+                f"**{best}** (dPSNR-Y {results[best]['psnr_y']['mean']:+.3f} dB, dNIQE {niqe['mean']:+.4f} <= "
+                f"{niqe['se']:.4f}); the settings that qualify: {', '.join(keeps_niqe)}.")
+    least = min(results, key=lambda name: results[name]['niqe']['mean'])
+    return f'No DiffLoss setting keeps NIQE within its standard error of L1; the one that raises it least: {least}.'
 
 
 def _save_setting_grid(args, task, name, seed):
@@ -220,7 +256,10 @@ def main():
     parser.add_argument('--photos', help='the photo folder the fixed split names (study/data.py; the 26 photos of the '
                         "project's shared data, e.g. ../shared/data/photos); required unless --report_only")
     parser.add_argument('--photo_scale', type=float, default=0.5, help='photo resize factor (default: 0.5)')
-    parser.add_argument('--val_size', type=int, default=256, help='validation crop side (default: 256)')
+    parser.add_argument('--split_prior', help="DiffusionPrior 'pretrained' of the settings with prior 'split': the "
+                        'prior trained on the study split (options/train/prior/train_study_split_prior.yml)')
+    parser.add_argument('--val_size', type=int, default=None,
+                        help='validation: the central crop of this side (default: the whole photos)')
     parser.add_argument('--log_every', type=int, default=100)
     parser.add_argument('--output', default=osp.join('results', 'study'))
     parser.add_argument('--report_only', action='store_true', help='only write study.md from finished runs')

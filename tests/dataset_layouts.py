@@ -168,13 +168,14 @@ def build_datasets(root):
     writer = Writer()
     write_paired_split(osp.join(root, 'datasets', 'demo'), 'train', count=3, size=64, seed=0)
     write_paired_split(osp.join(root, 'datasets', 'demo'), 'val', count=1, size=256, seed=1)
-    # scripts/prepare_prior_photos.py's layout: train/ and heldout/ photos (the held-out ones are validated at 256 px)
+    # scripts/prepare_prior_photos.py's layout (train/, heldout/) and scripts/prepare_study_photos.py's (train/,
+    # validation/); the held-out photos are validated at 256 px
     rng = np.random.default_rng(2)
-    for split, count, size in (('train', 3, 64), ('heldout', 1, 256)):
-        os.makedirs(osp.join(root, 'datasets', 'prior_photos', split))
+    for folder, split, count, size in (('prior_photos', 'train', 3, 64), ('prior_photos', 'heldout', 1, 256),
+                                       ('study_photos', 'train', 3, 64), ('study_photos', 'validation', 1, 256)):
+        os.makedirs(osp.join(root, 'datasets', folder, split))
         for index in range(count):
-            cv2.imwrite(osp.join(root, 'datasets', 'prior_photos', split, f'photo{index}.png'),
-                        smooth_image(rng, size, size))
+            cv2.imwrite(osp.join(root, 'datasets', folder, split, f'photo{index}.png'), smooth_image(rng, size, size))
     for build in (build_div2k, build_sr_benchmarks, build_clean_sets, build_sidd, build_gopro, build_reside,
                   build_paired_sets, build_df2k_ost):
         build(str(root), raw, writer)

@@ -102,10 +102,10 @@ def test_nan_output_can_skip_the_step_and_count_it(tmp_path):
 
 def test_images_outside_the_range_are_clamped_or_refused(tiny_prior):
     pred, target = torch.rand(1, 3, 8, 8) * 1.4 - 0.2, torch.rand(1, 3, 8, 8)
-    clamped = DiffLoss(prior=tiny_prior, seed=0)(pred, target)
-    torch.testing.assert_close(clamped, DiffLoss(prior=tiny_prior, seed=0)(pred.clamp(0, 1), target))
+    clamped = DiffLoss(prior=tiny_prior, eps_weight=3.5, seed=0)(pred, target)
+    torch.testing.assert_close(clamped, DiffLoss(prior=tiny_prior, eps_weight=3.5, seed=0)(pred.clamp(0, 1), target))
     with pytest.raises(ValueError, match=r"pred holds values in \[-0.\d+, 1.\d+\], outside option 'input_range'"):
-        DiffLoss(prior=tiny_prior, out_of_range='error')(pred, target)
+        DiffLoss(prior=tiny_prior, eps_weight=3.5, out_of_range='error')(pred, target)
 
 
 def test_prior_built_from_bad_inline_config_names_the_problem():

@@ -123,7 +123,7 @@ def test_input_range_is_mapped_to_the_prior_range(tiny_prior, batch):
     pred, gt = batch
     values = []
     for scale, input_range in ((1, [0, 1]), (255, [0, 255])):
-        values.append(DiffLoss(prior=tiny_prior, input_range=input_range, seed=3)(pred * scale, gt * scale))
+        values.append(DiffLoss(prior=tiny_prior, input_range=input_range, eps_weight=3.5, seed=3)(pred * scale, gt * scale))
     torch.testing.assert_close(values[0], values[1])
 
 
@@ -133,10 +133,10 @@ def test_num_samples_averages_several_draws(tiny_prior, batch, monkeypatch):
     original_forward = tiny_prior.forward
     monkeypatch.setattr(tiny_prior, 'forward',
                         lambda x_t, t, **kw: batch_sizes.append(len(t)) or original_forward(x_t, t, **kw))
-    DiffLoss(prior=tiny_prior, num_samples=3, **BACKPROP)(pred, gt)
+    DiffLoss(prior=tiny_prior, num_samples=3, **BACKPROP, eps_weight=2.0)(pred, gt)
     assert batch_sizes == [3 * len(pred)] * 2  # the GT branch, then the restored branch
     batch_sizes.clear()
-    DiffLoss(prior=tiny_prior, num_samples=3)(pred, gt)
+    DiffLoss(prior=tiny_prior, num_samples=3, eps_weight=3.5)(pred, gt)
     assert batch_sizes == [2 * 3 * len(pred)]  # score difference: both branches in one batched call
 
 
@@ -184,9 +184,14 @@ def test_presets_fill_the_options_that_are_not_given(tiny_prior):
     assert (dict(paper.weights), paper.t_range) == ({'l_diff_eps': 1e-3, 'l_diff_h': 1e-6}, (0, 999))
     assert (paper.space, paper.gradient, paper.t_weighting) == ('eps', 'backprop', 'uniform')
     default = DiffLoss(prior=tiny_prior)
-    assert (dict(default.weights), default.t_range) == ({'l_diff_eps': 3.5, 'l_diff_h': 0.0}, (200, 800))
-    assert default.gradient == 'score_difference'
-    assert DiffLoss(prior=tiny_prior, preset='backprop').gradient == 'backprop'
+    assert (dict(default.weights), default.t_range) == ({'l_diff_eps': 1.0, 'l_diff_h': 0.0}, (200, 800))
+    assert default.gradient == 'score_difference' and default.strength.strength == {'l_diff_eps': 2.0}
+    backprop = DiffLoss(prior=tiny_prior, preset='backprop')
+    assert backprop.gradient == 'backprop' and backprop.strength.strength == {'l_diff_eps': 1.0}
+    absolute = DiffLoss(prior=tiny_prior, eps_weight=3.5)  # an absolute weight replaces the preset's strength
+    assert absolute.strength is None and dict(absolute.weights) == {'l_diff_eps': 3.5, 'l_diff_h': 0.0}
+    with_h = DiffLoss(prior=tiny_prior, h_weight=0.5)  # the eps term keeps the preset's strength
+    assert with_h.strength.strength == {'l_diff_eps': 2.0} and with_h.weights['l_diff_h'] == 0.5
     mixed = DiffLoss(prior=tiny_prior, preset='paper', eps_weight=2.0)
     assert (mixed.weights['l_diff_eps'], mixed.weights['l_diff_h']) == (2.0, 1e-6)
     with pytest.raises(ValueError, match="'preset'"):

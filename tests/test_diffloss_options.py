@@ -131,8 +131,8 @@ def test_compiled_prior_gives_the_eager_loss_and_gradient(tiny_prior, images):
 
 
 def test_every_k_applies_the_term_on_every_kth_call_with_k_times_the_weight(tiny_prior, images):
-    reference = DiffLoss(prior=tiny_prior, seed=0).terms(*images)['l_diff_eps']
-    every = DiffLoss(prior=tiny_prior, seed=0, every=3)
+    reference = DiffLoss(prior=tiny_prior, eps_weight=3.5, seed=0).terms(*images)['l_diff_eps']
+    every = DiffLoss(prior=tiny_prior, eps_weight=3.5, seed=0, every=3)
     assert every.terms(*images) == {} and every.terms(*images) == {}
     torch.testing.assert_close(every.terms(*images)['l_diff_eps'], 3 * reference)
     assert every.terms(*images, current_iter=7) == {}  # the model's iteration, when given, decides
@@ -155,7 +155,7 @@ def test_start_iter_and_warmup_ramp_the_weight():
 
 
 def test_model_loss_slot_passes_the_iteration_and_skips_the_term_before_start(tiny_prior, images):
-    slot = PixelAndDiffusionLoss(torch.nn.L1Loss(), DiffLoss(prior=tiny_prior, start_iter=5))
+    slot = PixelAndDiffusionLoss(torch.nn.L1Loss(), DiffLoss(prior=tiny_prior, eps_weight=3.5, start_iter=5))
     pred, gt = images
     slot.current_iter = 4
     slot(pred, gt)
@@ -163,7 +163,7 @@ def test_model_loss_slot_passes_the_iteration_and_skips_the_term_before_start(ti
     slot.current_iter = 5
     slot(pred, gt)
     assert list(slot.pop_terms()[0]) == ['l_pix', 'l_diff_eps']
-    alone = PixelAndDiffusionLoss(None, DiffLoss(prior=tiny_prior, start_iter=5))
+    alone = PixelAndDiffusionLoss(None, DiffLoss(prior=tiny_prior, eps_weight=3.5, start_iter=5))
     pred = pred.clone().requires_grad_(True)
     alone.current_iter = 1
     alone(pred, gt).backward()  # a skipped term alone still gives a loss that can be back-propagated
@@ -291,7 +291,7 @@ def test_auto_dtype_follows_native_bf16_and_is_applied_at_the_first_call(images,
     assert native_bf16(torch.device('cpu')) == native
     monkeypatch.setattr(diffusion_prior_arch, 'native_bf16', native_bf16)  # undo conftest's fp32 for this test
     prior = DiffusionPrior(unet=dict(TINY_UNET))  # dtype: auto
-    loss = DiffLoss(prior=prior)
+    loss = DiffLoss(prior=prior, eps_weight=3.5)
     assert prior.dtype is None and next(prior.unet.parameters()).dtype == torch.float32
     loss(*images)
     assert prior.dtype == (torch.bfloat16 if native else torch.float32) == next(prior.unet.parameters()).dtype

@@ -22,6 +22,7 @@ from basicsr_diffloss.priors import DiffusionPrior
 from conftest import REPO, TINY_UNET, write_options
 from dataset_layouts import build_datasets
 from pretrained_stand_ins import write_network_checkpoint, write_random_vgg19
+from stable_diffusion_stand_ins import tiny_pipeline
 
 OPTION_FILES = sorted(osp.relpath(path, REPO) for path in glob.glob(osp.join(REPO, 'options', '**', '*.yml'),
                                                                    recursive=True))
@@ -31,6 +32,10 @@ BASELINE_SETTINGS = ('baseline', 'l1')
 UNPAIRED = {
     'options/train/paper/train_EDSR_x4_paper_diffloss.yml': "the paper's loss settings on EDSR, a study rather than a "
                                                              'task; compare with the SRx4 baseline',
+    'options/train/SRx4/train_EDSR_SRx4_sd21_diffloss.yml': 'the SD 2.1-base prior; compare with '
+                                                            'train_EDSR_SRx4_baseline.yml',
+    'options/train/ColorDNsigma25/train_RIDNet_ColorDNsigma25_sd21_diffloss.yml':
+        'the SD 2.1-base prior; compare with train_RIDNet_ColorDNsigma25_baseline.yml',
 }
 TINY_TRAIN_SIZE = 32
 BROKEN_SOURCE = 'options/train/SRx4/train_EDSR_SRx4_baseline.yml'
@@ -94,9 +99,15 @@ def place_tiny_prior(prior, trained_names, notes):
     if prior.pop('guided_diffusion', None) is not None:
         pretrained = prior['pretrained'] = f'{pretrained}.tiny_diffusers'
         notes.append('guided-diffusion checkpoint stood in for by a tiny diffusers folder')
-    if not osp.isdir(pretrained):
-        torch.manual_seed(0)
-        DiffusionPrior(unet=dict(TINY_UNET)).unet.save_pretrained(pretrained)
+    if osp.isdir(pretrained):
+        return
+    if 'stable-diffusion' in osp.basename(pretrained):  # a Stable Diffusion pipeline folder of the same family
+        family = 'sdxl' if 'xl' in osp.basename(pretrained) else 'sd2' if '-2-' in osp.basename(pretrained) else 'sd1'
+        tiny_pipeline(family, pretrained, prediction_type='v_prediction' if '768' in pretrained else 'epsilon')
+        notes.append(f'{pretrained}: a tiny random {family} pipeline')
+        return
+    torch.manual_seed(0)
+    DiffusionPrior(unet=dict(TINY_UNET)).unet.save_pretrained(pretrained)
 
 
 def place_pretrained_networks(opt, notes):

@@ -37,7 +37,7 @@ def test_two_priors_100x_apart_reach_the_requested_ratio(tiny_prior, gradient):
                         strength={'eps': requested}, strength_iters=40, seed=0)
         for pred, gt in batches(40, seed=1):  # calibration
             loss.terms(pred, gt)
-        assert not loss.strength.calibrating
+        assert not loss.strength.measuring
         raw[factor] = loss.strength.term_sums['l_diff_eps'] / loss.strength.reference_sum
         term_norms, l1_norms = [], []
         for pred, gt in batches(40, seed=2):  # other batches, other draws
@@ -80,11 +80,29 @@ def test_weights_stay_fixed_after_the_calibration(tiny_prior):
     assert loss.strength.weights == fixed and loss.strength.measured == 2
 
 
+def test_tracked_weights_follow_a_change_of_the_ratio(tiny_prior):
+    """After its first window, ``strength_update: tracked`` keeps measuring: when the pixel loss's pull doubles, the
+    weight doubles (against the same run whose pull stays, on the same batches and draws); ``fixed`` keeps the first
+    window's weight."""
+    runs = {name: DiffLoss(prior=tiny_prior, strength={'eps': 1.0}, strength_iters=5, strength_update=update, seed=0)
+            for name, update in (('fixed', 'fixed'), ('tracked', 'tracked'), ('steady', 'tracked'))}
+    for index, (pred, gt) in enumerate(batches(45, seed=8)):
+        for name, loss in runs.items():
+            scale = 2.0 if index >= 5 and name != 'steady' else 1.0
+            loss.terms(pred, gt, reference=scale * F.l1_loss(pred, gt))
+        if index == 4:
+            first = runs['fixed'].strength.weights['l_diff_eps']
+    weights = {name: loss.strength.weights['l_diff_eps'] for name, loss in runs.items()}
+    assert weights['fixed'] == first and runs['fixed'].strength.measured == 5
+    assert runs['tracked'].strength.measuring and runs['tracked'].strength.measured == 45
+    assert weights['tracked'] / weights['steady'] == pytest.approx(2.0, rel=1e-3)
+
+
 def test_skipped_iterations_do_not_count_as_measurements(tiny_prior):
     loss = DiffLoss(prior=tiny_prior, strength={'eps': 1.0}, strength_iters=2, every=2, seed=0)
     for iteration, (pred, gt) in enumerate(batches(4, seed=7), start=1):
         loss.terms(pred, gt, current_iter=iteration)
-    assert loss.strength.measured == 2 and not loss.strength.calibrating
+    assert loss.strength.measured == 2 and not loss.strength.measuring
 
 
 @pytest.mark.parametrize('options, message', [
@@ -93,6 +111,9 @@ def test_skipped_iterations_do_not_count_as_measurements(tiny_prior):
     (dict(strength={'eps': 0}), "sets every term to 0"),
     (dict(strength={'eps': -1}), r"'strength.eps': -1 must be >= 0"),
     (dict(strength={'eps': 1.0}, strength_iters=0), "'strength_iters': 0 must be >= 1"),
+    (dict(strength={'eps': 1.0}, strength_update='slow'), r"'strength_update': 'slow'.*\['fixed', 'tracked'\]"),
+    (dict(eps_weight=3.5, strength_iters=20), r"\['strength_iters'\] take effect only with relative weights"),
+    (dict(preset='paper', strength_update='tracked'), r"\['strength_update'\] take effect only"),
 ])
 def test_bad_strength_options_name_the_option(tiny_prior, options, message):
     with pytest.raises(ValueError, match=message):

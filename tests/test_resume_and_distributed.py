@@ -38,7 +38,7 @@ def tiny_options(root, name, diffusion=True, deterministic_data=False, batch=2, 
     if diffusion:
         if 'strength' in diffusion_options:  # the weights come from the strength, not from the demo's absolute ones
             for option in ('eps_weight', 'h_weight'):
-                opt['train']['diffusion_opt'].pop(option)
+                opt['train']['diffusion_opt'].pop(option, None)
         opt['train']['diffusion_opt'].update(prior={'type': 'DiffusionPrior', 'pretrained': str(root / 'prior')},
                                              crop_size=16, **diffusion_options)
     else:
@@ -76,18 +76,20 @@ def test_resumed_run_matches_an_uninterrupted_one(workspace):
 STRENGTH = dict(strength={'eps': 1.0, 'h': 0.25}, strength_iters=3)
 
 
-def test_resume_in_the_middle_of_the_strength_calibration_matches_an_uninterrupted_run(workspace):
-    run_module('basicsr_diffloss.train', '-opt', tiny_options(workspace, 'strength_straight', **STRENGTH),
-               cwd=workspace)
-    stopped = tiny_options(workspace, 'strength_stopped', **STRENGTH)
+@pytest.mark.parametrize('update', ['fixed', 'tracked'])
+def test_resume_in_the_middle_of_the_strength_calibration_matches_an_uninterrupted_run(workspace, update):
+    straight_name, stopped_name = f'strength_{update}_straight', f'strength_{update}_stopped'
+    run_module('basicsr_diffloss.train', '-opt',
+               tiny_options(workspace, straight_name, strength_update=update, **STRENGTH), cwd=workspace)
+    stopped = tiny_options(workspace, stopped_name, strength_update=update, **STRENGTH)
     run_module('basicsr_diffloss.train', '-opt', stopped, '--force_yml', 'train:total_iter=2', cwd=workspace)
     output = run_module('basicsr_diffloss.train', '-opt', stopped, '--auto_resume', cwd=workspace)
-    assert 'fixed from now on' in output  # calibrated over iterations 1-3: two before the stop, one after
-    straight, resumed = logged_losses(workspace, 'strength_straight'), logged_losses(workspace, 'strength_stopped')
+    # measured over iterations 1-3 (two before the stop, one after); tracked: iteration 4 is measured too
+    assert ('tracked from now on' if update == 'tracked' else 'fixed from now on') in output
+    straight, resumed = logged_losses(workspace, straight_name), logged_losses(workspace, stopped_name)
     print('\n' + '\n'.join(f'iter {i}: straight {straight[i]} | resumed {resumed[i]}' for i in (3, 4)))
     assert straight[3] == resumed[3] and straight[4] == resumed[4]
-    weights_straight = final_weights(workspace, 'strength_straight')
-    weights_resumed = final_weights(workspace, 'strength_stopped')
+    weights_straight, weights_resumed = final_weights(workspace, straight_name), final_weights(workspace, stopped_name)
     for name, value in weights_straight.items():
         assert torch.equal(value, weights_resumed[name]), name
 
@@ -153,8 +155,10 @@ def test_ddp_with_diffloss_differs_from_one_process_only_by_its_noise(workspace,
     assert error < 2 * spread
 
 
-def test_ddp_ranks_calibrate_the_same_strength_weights_from_their_different_draws(workspace, tmp_path):
-    ranks = train_with_driver(workspace, tmp_path / 'ddp_strength', 2, 2, diffusion=True, **STRENGTH)
+@pytest.mark.parametrize('update', ['fixed', 'tracked'])
+def test_ddp_ranks_calibrate_the_same_strength_weights_from_their_different_draws(workspace, tmp_path, update):
+    ranks = train_with_driver(workspace, tmp_path / 'ddp_strength', 2, 2, diffusion=True, strength_update=update,
+                              **STRENGTH)
     assert ranks[0]['diffloss_seed'] != ranks[1]['diffloss_seed']  # each rank draws its own noise and t
     weights = [rank['diffloss_strength_weights'] for rank in ranks]
     print(f'\nstrength weights per rank: {weights}')

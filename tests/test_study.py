@@ -58,7 +58,7 @@ def test_every_setting_builds_and_names_every_method_option(tiny_prior, name):
     assert list(terms) == (['l_pix', 'l_extra'] if 'extra' in setting else ['l_pix'])
 
 
-@pytest.mark.parametrize('name', ['l1+lowpass', 'eps', 'score_difference'])
+@pytest.mark.parametrize('name', ['l1+lowpass', 'eps', 'score_difference', 'sd_warmup'])
 def test_calibration_sets_the_gradient_ratio(tiny_prior, name):
     photos = {'p': np.random.default_rng(0).random((80, 90, 3), dtype=np.float32)}
     task = Task('dn25')
@@ -67,7 +67,7 @@ def test_calibration_sets_the_gradient_ratio(tiny_prior, name):
     batch = next(batches)
     loss.calibrate([batch], task)
     output = task.start_output(*batch[:1], batch[1].shape).requires_grad_(True)
-    terms = loss.terms(output, batch[1], current_iter=None)
+    terms = loss.terms(output, batch[1], current_iter=10**6)  # after any warm-up: the ratio holds at full strength
     pixel, extra = (torch.autograd.grad(value, output, retain_graph=True)[0].norm() for value in terms.values())
     assert extra / pixel == pytest.approx(SETTINGS[name]['ratio'], rel=1e-3)
 
@@ -80,11 +80,30 @@ def test_study_script_runs_and_reports(tmp_path, tiny_prior_folder):
         cv2.imwrite(str(photos / f'{name}.png'), smooth_image(rng, 160, 160))
     output = tmp_path / 'study'
     command = [sys.executable, osp.join(REPO, 'scripts', 'run_study.py'), '--tasks', 'sr4', '--settings', 'l1', 'eps',
-               '--seeds', '0', '1', '--iters', '2', '--batch', '2', '--num_feat', '8', '--num_block', '1',
-               '--prior', str(tiny_prior_folder), '--crop_size', '16', '--photos', str(photos), '--photo_scale', '1',
-               '--val_size', '64', '--log_every', '1', '--output', str(output)]
+               'strength_1', '--seeds', '0', '1', '--iters', '2', '--batch', '2', '--num_feat', '8', '--num_block',
+               '1', '--prior', str(tiny_prior_folder), '--crop_size', '16', '--photos', str(photos), '--photo_scale',
+               '1', '--log_every', '1', '--output', str(output)]
     subprocess.run(command, check=True, cwd=tmp_path, timeout=300)
     record = json.loads((output / 'runs' / 'sr4' / 'eps_s1.json').read_text())
     assert record['weight'] > 0 and set(record['metrics']) == {VALIDATION_PHOTOS[0]} and len(record['log']) == 2
+    relative = json.loads((output / 'runs' / 'sr4' / 'strength_1_s0.json').read_text())
+    assert set(relative['weight']) == {'l_diff_eps'} and relative['ratio'] == 1.0  # measured by DiffLoss in training
+    assert cv2.imread(str(output / 'gt' / 'sr4' / f'{VALIDATION_PHOTOS[0]}.png')).shape == (160, 160, 3)  # whole
+    split = subprocess.run(command[:5] + ['strength_2_split_prior'] + command[5 + 3:], cwd=tmp_path, timeout=300,
+                           capture_output=True, text=True)
+    assert split.returncode != 0 and '--split_prior is required' in split.stderr
     report = (output / 'study.md').read_text()
     assert '| eps |' in report and 'grid_sr4_eps.png' in report and (output / 'grid_sr4_eps.png').is_file()
+
+
+def test_the_default_is_the_best_psnr_setting_that_keeps_niqe_within_its_error():
+    from run_study import default_choice
+
+    def images(psnr, niqe):  # two images: NIQE differences +/- spread around the mean
+        return {'a': dict(psnr_y=psnr, haarpsi=0.8, niqe=niqe - 0.1), 'b': dict(psnr_y=psnr, haarpsi=0.8,
+                                                                              niqe=niqe + 0.1)}
+    runs = {('l1', 0): {'a': dict(psnr_y=30.0, haarpsi=0.8, niqe=5.0), 'b': dict(psnr_y=30.0, haarpsi=0.8, niqe=5.0)},
+            ('strength_1', 0): images(30.1, 5.05),  # dNIQE +0.05 <= se 0.1: qualifies
+            ('strength_4', 0): images(30.3, 5.5)}  # better PSNR but NIQE +0.5 > 0.1
+    assert '**strength_1**' in default_choice(runs, ['l1', 'strength_1', 'strength_4'])
+    assert 'raises it least: strength_4' in default_choice(runs, ['l1', 'strength_4'])

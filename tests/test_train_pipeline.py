@@ -34,8 +34,10 @@ def trained_demo(tmp_path_factory):
 def test_option_file_trains_and_logs_each_term(trained_demo):
     root, opt, _, _ = trained_demo
     log = open(glob.glob(str(root / 'experiments' / opt['name'] / 'train_*.log'))[0]).read()
-    for name in ('l_pix:', 'l_diff_eps:', 'l_diff_h:', '# psnr:', '# ssim:', '# niqe:'):
+    for name in ('l_pix:', 'l_diff_eps:', '# psnr:', '# ssim:', '# niqe:'):
         assert name in log
+    assert 'l_diff_h:' not in log  # the default preset weights the eps term only
+    assert 'DiffLoss strength: weights l_diff_eps' in log  # the default's weight, measured in training
 
 
 def test_checkpoint_holds_the_restorer_alone_and_loads_strictly(trained_demo):

@@ -115,6 +115,9 @@ def main(argv=None):
     guided_diffusion = {'model': args.guided_diffusion_model} if args.guided_diffusion_model else None
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     prior = DiffusionPrior(pretrained=args.prior, guided_diffusion=guided_diffusion).to(device)
+    if prior.encoder is not None:
+        raise SystemExit(f'--prior: {args.prior} is a latent (Stable Diffusion-family) prior; this command measures '
+                         'and draws denoising in pixel space, which would need its VAE decoder (never loaded).')
     if args.size % prior.size_factor:
         raise SystemExit(f'--size: {args.size} is not a multiple of the prior\'s size factor {prior.size_factor}.')
     if not all(0 <= t < prior.num_train_timesteps for t in timesteps):

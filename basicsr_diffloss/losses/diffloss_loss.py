@@ -12,14 +12,18 @@ from ..options import OptionError, choice, flag, number, number_or_range, option
 from .application_schedule import ApplicationSchedule
 from .relative_strength import RelativeStrength
 
-# Named settings of the method options (t_range None: the whole schedule). 'default' is the best setting of the
-# study (docs/study.md): the eps term with the score-difference gradient at t 200-800, weight 3.5 (a gradient 1x
-# L1's on early x4 SR outputs with the default prior and crop_size 32). 'backprop' is the paper's gradient at the
-# study's strength (0.5x L1's), the runner-up. 'paper' is the authors' setting; their released code ran both UNet
-# calls under torch.no_grad(), so these weights never sent a gradient and nobody tuned them.
-PAPER = dict(eps_weight=1e-3, h_weight=1e-6, t_range=None, space='eps', gradient='backprop', t_weighting='uniform')
-DEFAULT = dict(PAPER, eps_weight=3.5, h_weight=0.0, t_range=(200, 800), gradient='score_difference')
-PRESETS = {'default': DEFAULT, 'backprop': dict(DEFAULT, eps_weight=2.0, gradient='backprop'), 'paper': PAPER}
+# Named settings of the method options (t_range None: the whole schedule; strength: the terms whose weights are
+# multiples of the pixel loss's gradient, measured in training). 'default' is the study's choice (docs/study.md): the
+# best x4 SR setting (PSNR, HaarPSI) that does not raise NIQE beyond its standard error against L1, the eps term with
+# the score-difference gradient at t 200-800 and 2x L1's gradient; as a multiple it needs no calibration for another
+# prior. 'backprop' is the paper's gradient through the UNet at 1x. 'paper' is the authors' setting; their released
+# code ran both UNet calls under torch.no_grad(), so these weights never sent a gradient and nobody tuned them.
+PAPER = dict(eps_weight=1e-3, h_weight=1e-6, t_range=None, space='eps', gradient='backprop', t_weighting='uniform',
+             strength=None)
+DEFAULT = dict(PAPER, eps_weight=None, h_weight=0.0, t_range=(200, 800), gradient='score_difference',
+               strength=dict(eps=2.0))
+PRESETS = {'default': DEFAULT, 'backprop': dict(DEFAULT, gradient='backprop', strength=dict(eps=1.0)),
+           'paper': PAPER}
 # How the prior runs is the prior's business: these options moved from DiffLoss to DiffusionPrior.
 PRIOR_EXECUTION_OPTIONS = ('dtype', 'channels_last', 'gradient_checkpointing', 'compile')
 OUT_OF_RANGE_MODES = ('clamp', 'error')
@@ -46,12 +50,16 @@ class DiffLoss(nn.Module):
     Args:
         prior (dict | nn.Module): DiffusionPrior options, e.g. ``{type: DiffusionPrior, pretrained: DIR}``, or a
             built prior (to share one between losses).
-        preset (str): where ``eps_weight``, ``h_weight``, ``t_range``, ``space``, ``gradient`` and ``t_weighting``
-            come from when not given. ``default`` (3.5, 0.0, [200, 800], eps, score_difference, uniform: the
-            study's best, docs/study.md); ``backprop`` (the same with the paper's gradient through the UNet, weight
-            2.0); ``paper`` (1e-3, 1e-6, the whole schedule, eps, backprop, uniform). Default: ``default``.
+        preset (str): where ``eps_weight``, ``h_weight``, ``t_range``, ``space``, ``gradient``, ``t_weighting`` and
+            ``strength`` come from when not given. ``default`` (the eps weight from ``strength: {eps: 2.0}``, h 0,
+            [200, 800], eps, score_difference, uniform: the study's choice, docs/study.md); ``backprop`` (the same
+            with the paper's gradient through the UNet, ``strength: {eps: 1.0}``); ``paper`` (1e-3, 1e-6, the whole
+            schedule, eps, backprop, uniform, no strength). A preset's strength applies to the terms given no
+            absolute weight: ``eps_weight: 3.5`` under ``default`` is an absolute eps weight, ``h_weight: 0.5`` adds
+            an absolute h term beside the preset's relative eps. Default: ``default``.
         loss_weight (float): multiplies every term. Default: 1.0.
-        eps_weight (float): weight of ``mean((eps(y_t) - eps(x_t))^2)``. Default: the preset's.
+        eps_weight (float): weight of ``mean((eps(y_t) - eps(x_t))^2)``. Default: the preset's (for ``default`` and
+            ``backprop``: set by their ``strength``).
         h_weight (float): weight of ``mean((h(y_t) - h(x_t))^2)``. Default: the preset's.
         t_range (list[int]): ``[low, high]``, both inclusive; t is drawn uniformly from it, one per image and draw.
             Default: the preset's.
@@ -88,8 +96,8 @@ class DiffLoss(nn.Module):
             term's gradient scale across t (eps differences grow like sqrt(SNR) at small t). Default: the preset's
             (``uniform``).
         augment (bool): apply the same random horizontal/vertical flip and circular shift (by less than the
-            prior's size factor) to both images before noising, so that the restorer cannot fit patterns locked
-            to the prior's downsampling grid. Default: false.
+            UNet's downsampling factor, in its input: pixels, or a latent prior's latents) to both before noising,
+            so that the restorer cannot fit patterns locked to the prior's downsampling grid. Default: false.
 
     Strength relative to the pixel loss (losses/relative_strength.py):
         strength (dict | None): the weight of a term as a multiple of the pixel loss's gradient on the restored
@@ -98,8 +106,14 @@ class DiffLoss(nn.Module):
             the first ``strength_iters`` applications, all DDP ranks together, then fixed; logged when set and when
             fixed, saved in training states. The reference is the model's pixel loss (``train.pixel_opt`` with its
             loss_weight), else L1 between output and GT. A term named here takes no ``eps_weight`` / ``h_weight``.
-            Default: None (absolute weights).
+            Default: the preset's (``default``: ``{eps: 2.0}``; ``paper``: none, absolute weights).
+            Before the first measurement the loss needs the restored image with its graph (as in training).
         strength_iters (int): applications of the term over which the gradient norms are averaged. Default: 50.
+        strength_update (str): ``fixed`` (the weights measured over the first ``strength_iters`` applications stay)
+            or ``tracked`` (every application is measured; a moving average over about ``strength_iters``
+            applications, so the weights follow the ratio through training: stronger late in training, as the
+            term's gradient shrinks faster than L1's; the study found it no better than a larger fixed multiple).
+            Default: ``fixed``. Both are an error without relative weights.
 
     When the term is applied (ApplicationSchedule): ``start_iter`` (0), ``warmup_iters`` (0), ``every`` (1) and
     ``probability`` (1.0); skipped iterations cost nothing and log no diffusion term. The iteration comes from the
@@ -117,7 +131,8 @@ class DiffLoss(nn.Module):
     def __init__(self, prior, preset='default', loss_weight=1.0, eps_weight=None, h_weight=None, t_range=None,
                  num_samples=1, crop_size=None, input_range=(0, 1), out_of_range='clamp', nonfinite='error',
                  seed=None, space=None, gradient=None, t_weighting=None, augment=False, start_iter=0,
-                 warmup_iters=0, every=1, probability=1.0, strength=None, strength_iters=50, **unknown):
+                 warmup_iters=0, every=1, probability=1.0, strength=None, strength_iters=None,
+                 strength_update=None, **unknown):
         super().__init__()
         _refuse_unknown_options(unknown)
         choice('DiffLoss', 'preset', preset, PRESETS)
@@ -125,22 +140,34 @@ class DiffLoss(nn.Module):
         self.prior.check_unconditional("DiffLoss option 'prior'")
         given = dict(eps_weight=eps_weight, h_weight=h_weight, t_range=t_range, space=space, gradient=gradient,
                      t_weighting=t_weighting)
+        if strength is None and PRESETS[preset]['strength']:  # the preset's, for the terms given no absolute weight
+            strength = {term: multiple for term, multiple in PRESETS[preset]['strength'].items()
+                        if given[f'{term}_weight'] is None} or None
+        elif strength is not None:
+            for term in ('eps', 'h'):
+                if term in strength and given[f'{term}_weight'] is not None:
+                    raise OptionError(f"DiffLoss options '{term}_weight' and 'strength.{term}' both set the {term} "
+                                      "term's weight: keep one (strength: relative to the pixel loss's gradient).")
         eps_weight, h_weight, t_range, space, gradient, t_weighting = (
             PRESETS[preset][name] if value is None else value for name, value in given.items())
         self.loss_weight = number('DiffLoss', 'loss_weight', loss_weight, minimum=0)
         self.space = choice('DiffLoss', 'space', space, SPACES)
-        self.weights = OrderedDict([(f'l_diff_{self.space}', number('DiffLoss', 'eps_weight', eps_weight, minimum=0)),
-                                    ('l_diff_h', number('DiffLoss', 'h_weight', h_weight, minimum=0))])
         self.strength = None
+        names = {'eps': f'l_diff_{self.space}', 'h': 'l_diff_h'}
         if strength is not None:
-            names = {'eps': f'l_diff_{self.space}', 'h': 'l_diff_h'}
-            self.strength = RelativeStrength(strength, strength_iters, names)
-            for term, weight_option in (('eps', 'eps_weight'), ('h', 'h_weight')):
-                if term in strength and given[weight_option] is not None:
-                    raise OptionError(f"DiffLoss options '{weight_option}' and 'strength.{term}' both set the {term} "
-                                      "term's weight: keep one (strength: relative to the pixel loss's gradient).")
-            self.weights.update((name, 1.0 if name in self.strength.strength else 0.0 if term in strength else
-                                 self.weights[name]) for term, name in names.items())
+            self.strength = RelativeStrength(strength, 50 if strength_iters is None else strength_iters, names,
+                                             strength_update or 'fixed')
+        else:
+            unused = [name for name, value in (('strength_iters', strength_iters), ('strength_update', strength_update))
+                      if value is not None]
+            if unused:
+                raise OptionError(f'DiffLoss options {unused} take effect only with relative weights: give '
+                                  "'strength' (e.g. strength: {eps: 1.0}), or remove them.")
+        relative = self.strength.strength if self.strength is not None else {}
+        self.weights = OrderedDict(
+            (name, 1.0 if name in relative else 0.0 if term in (strength or {}) else
+             number('DiffLoss', f'{term}_weight', weight, minimum=0))
+            for (term, name), weight in zip(names.items(), (eps_weight, h_weight)))
         if not any(self.weights.values()):
             raise OptionError("DiffLoss options 'eps_weight' and 'h_weight' are both 0: set at least one above 0, or "
                               'remove the DiffLoss entry.')
@@ -175,10 +202,15 @@ class DiffLoss(nn.Module):
 
     def _crop_size(self, crop_size):
         factor = self.prior.size_factor
-        crop_size = number('DiffLoss', 'crop_size', crop_size, minimum=factor, integer=True)
+        crop_size = number('DiffLoss', 'crop_size', crop_size, minimum=1, integer=True)
         if crop_size % factor:
+            latent = '' if self.prior.encoder is None else (
+                f" (its VAE's {self.prior.encoder.factor} x its UNet's {self.prior.unet_size_factor}; crop_size is in "
+                'pixels)')
+            above = (crop_size // factor + 1) * factor
+            use = f'{above}' if crop_size < factor else f'{crop_size // factor * factor} or {above}'
             raise option_error('DiffLoss', 'crop_size', crop_size, f"is not a multiple of the prior's size factor "
-                               f'{factor}; use {crop_size // factor * factor} or {(crop_size // factor + 1) * factor}.')
+                               f'{factor}{latent}; use {use}.')
         return crop_size
 
     def _rng(self):
@@ -224,9 +256,10 @@ class DiffLoss(nn.Module):
         return tuple(int(torch.randint(room + 1, (), generator=rng, device=rng.device)) for room in (room_h, room_w))
 
     def _shared_flip_and_shift(self, y0, x0):
-        """The same random flips and circular shift (less than the prior's size factor) of both images."""
+        """The same random flips and circular shift (less than the UNet's downsampling factor, in its input: pixels
+        or latents) of both inputs."""
         rng = self._rng()
-        draws = torch.randint(self.prior.size_factor, (4, ), generator=rng, device=rng.device).tolist()
+        draws = torch.randint(self.prior.unet_size_factor, (4, ), generator=rng, device=rng.device).tolist()
         flips = [dim for dim, draw in zip((-1, -2), draws[:2]) if draw % 2]
         shift = draws[2:]
         if flips:
@@ -261,9 +294,9 @@ class DiffLoss(nn.Module):
         self._check_finite(pred, target)
         self._calls += 1
         scale = self.schedule.scale(self._calls if current_iter is None else current_iter, self._rng())
-        calibrating = self.strength is not None and self.strength.calibrating
+        measuring = self.strength is not None and self.strength.measuring
         if not scale:
-            if calibrating:
+            if measuring:
                 self.strength.measure(None, None, pred)
             return OrderedDict()
         output, gt = pred, target
@@ -303,7 +336,7 @@ class DiffLoss(nn.Module):
             distances['l_diff_h'] = self._distance(h_pred, h_target, weights)
         term_weights = dict(self.weights)
         if self.strength is not None:
-            if calibrating and torch.is_grad_enabled() and output.requires_grad:
+            if measuring and torch.is_grad_enabled() and output.requires_grad:
                 reference = F.l1_loss(output, gt) if reference is None else reference
                 self.strength.measure(reference, distances, output)
             if self.strength.weights is None:

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..options import number, option_error
+from ..options import OptionError, number, option_error
 
 OWNER = 'val.prior_diagnostics'
 DEFAULT_TIMESTEPS = (100, 400, 700)
@@ -47,6 +47,10 @@ class PriorDiagnostics:
 
     def __init__(self, diffloss, timesteps=DEFAULT_TIMESTEPS, every=1, max_images=4, crop_size=256, seed=0):
         self.prior = diffloss.prior
+        if self.prior.encoder is not None:
+            raise OptionError(f"{OWNER} draws the prior's x0 estimates as images; a latent (Stable Diffusion-family) "
+                              "prior's would need its VAE decoder, which DiffLoss never loads: remove "
+                              'val.prior_diagnostics.')
         self.input_range = diffloss.input_range
         last = self.prior.num_train_timesteps - 1
         if not isinstance(timesteps, (list, tuple)) or not timesteps:

@@ -20,19 +20,25 @@ def _prior_folders(pretrained):
     return pretrained, pretrained
 
 
-def load_unet_strict(folder):
-    """Load a diffusers UNet2DModel from a local folder; any missing, unexpected or mismatched key is an error."""
+def load_strict(model_class, folder, what='the UNet'):
+    """Load a diffusers or transformers model class from a local folder; any missing, unexpected or mismatched key is
+    an error naming DiffusionPrior's option ``pretrained``."""
     try:
-        unet, info = UNet2DModel.from_pretrained(
+        model, info = model_class.from_pretrained(
             folder, output_loading_info=True, local_files_only=True, low_cpu_mem_usage=False)
     except (OSError, RuntimeError, ValueError) as error:
-        raise ValueError(f"DiffusionPrior option 'pretrained': cannot load the UNet in '{folder}': {error}\nCheck that "
+        raise ValueError(f"DiffusionPrior option 'pretrained': cannot load {what} in '{folder}': {error}\nCheck that "
                          'the weights file is complete and that config.json is the one saved with it.') from error
     problems = {kind: keys for kind, keys in info.items() if keys}
     if problems:
-        raise ValueError(f"DiffusionPrior option 'pretrained': the weights in '{folder}' do not match its config.json: "
-                         f'{problems}. Use the config.json that was saved with these weights.')
-    return unet
+        raise ValueError(f"DiffusionPrior option 'pretrained': the weights of {what} in '{folder}' do not match its "
+                         f'config.json: {problems}. Use the config.json that was saved with these weights.')
+    return model
+
+
+def load_unet_strict(folder):
+    """Load a diffusers UNet2DModel from a local folder, strictly (``load_strict``)."""
+    return load_strict(UNet2DModel, folder)
 
 
 def load_diffusers_folder(pretrained):

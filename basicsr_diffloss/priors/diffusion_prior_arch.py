@@ -1,8 +1,9 @@
 """DiffusionPrior: a frozen diffusion UNet and its noise schedule, used as a judge of images during training.
 
 It owns how the prior runs (precision, memory format, checkpointing, compile), how images enter it (range,
-channels, sizes its UNet can take) and the conversions between its predictions (eps, x0). Its weights come from a
-loader: a diffusers folder (diffusers_folder.py), a guided-diffusion checkpoint (guided_diffusion.py) or the
+channels, sizes its UNet can take; for a latent prior, the VAE encoder and the prompt) and the conversions between
+its predictions (eps, x0). Its weights come from a loader: a diffusers folder (diffusers_folder.py), a Stable
+Diffusion-family pipeline folder (stable_diffusion.py), a guided-diffusion checkpoint (guided_diffusion.py) or the
 shipped default (default_prior.py).
 """
 from os import path as osp
@@ -17,6 +18,7 @@ from ..options import OptionError, choice, flag
 from .default_prior import DEFAULT_PRIOR
 from .diffusers_folder import load_diffusers_folder
 from .guided_diffusion import load_guided_diffusion_prior
+from .stable_diffusion import is_latent_pipeline_folder, load_stable_diffusion_folder, refuse_non_prior
 
 # The trainable UNet of DiffusionPriorModel: ``network_g: {type: UNet2DModel, ...}`` builds it from YAML.
 ARCH_REGISTRY.register(UNet2DModel)
@@ -47,25 +49,35 @@ class _MiddleBlockReached(Exception):
     """Raised by the middle-block hook to end a features-only UNet pass before the decoder runs."""
 
 
-def _load(pretrained, unet, guided_diffusion):
-    """``(UNet2DModel, scheduler config dict)`` from the loader that ``pretrained`` / ``unet`` call for."""
+def _load(pretrained, unet, guided_diffusion, prompt, prompt_embeds):
+    """``(UNet, scheduler config dict, LatentEncoder | None, TextConditioning | None)`` from the loader that
+    ``pretrained`` / ``unet`` call for."""
     if pretrained is not None and unet is not None:
         raise OptionError("DiffusionPrior takes one of 'pretrained' (a local diffusers UNet folder) and 'unet' (an "
                           'inline UNet2DModel config), not both.')
     if guided_diffusion is not None and pretrained is None:
         raise OptionError("DiffusionPrior option 'guided_diffusion' describes the .pt checkpoint given in "
                           "'pretrained'; give 'pretrained' instead of 'unet'.")
+    pretrained = None if unet is not None else DEFAULT_PRIOR if pretrained in (None, 'default') else str(pretrained)
+    if pretrained is not None and is_latent_pipeline_folder(pretrained):
+        return load_stable_diffusion_folder(pretrained, prompt, prompt_embeds)
+    given = [name for name, value in (('prompt', prompt), ('prompt_embeds', prompt_embeds)) if value is not None]
+    if given:
+        raise OptionError(f'DiffusionPrior options {given} condition a Stable Diffusion-family (latent) prior; '
+                          f"'{pretrained or 'unet'}' is an unconditional pixel-space prior: remove them.")
     if unet is not None:
-        return UNet2DModel(**unet), {}
-    pretrained = DEFAULT_PRIOR if pretrained in (None, 'default') else str(pretrained)
+        return UNet2DModel(**unet), {}, None, None
+    if guided_diffusion is None:
+        refuse_non_prior(pretrained)
     if guided_diffusion is not None or osp.isfile(pretrained):
-        return load_guided_diffusion_prior(pretrained, guided_diffusion)
-    return load_diffusers_folder(pretrained)
+        return (*load_guided_diffusion_prior(pretrained, guided_diffusion), None, None)
+    return (*load_diffusers_folder(pretrained), None, None)
 
 
 @ARCH_REGISTRY.register()
 class DiffusionPrior(nn.Module):
-    """A frozen diffusers ``UNet2DModel`` with its DDPM noise schedule.
+    """A frozen diffusion UNet with its DDPM noise schedule: a pixel-space ``UNet2DModel``, or a Stable
+    Diffusion-family ``UNet2DConditionModel`` with its VAE encoder and a constant prompt (a latent prior).
 
     It always stays in eval mode with ``requires_grad=False`` on every parameter; gradients still flow through it
     into its input. It lives inside the loss, so it is never saved in a restorer's checkpoint or wrapped in DDP.
@@ -75,7 +87,10 @@ class DiffusionPrior(nn.Module):
             see its MODEL_CARD.md), a local diffusers UNet folder (``config.json`` + weights, loaded strictly) or a
             pipeline folder with ``unet/`` (and ``scheduler/``) subfolders. A ``scheduler_config.json`` found beside
             the UNet sets the schedule and the prediction type unless the options below override them. With
-            ``guided_diffusion``: a guided-diffusion ``.pt`` checkpoint.
+            ``guided_diffusion``: a guided-diffusion ``.pt`` checkpoint. A Stable Diffusion-family pipeline folder
+            (``model_index.json`` with ``unet/``, ``vae/``, ``scheduler/``, text encoders: SD 1.x, 2.x, SD-Turbo,
+            SDXL) is a latent prior: images are encoded by its VAE encoder (the latent mean times
+            ``scaling_factor``), and DiffLoss noises and compares latents (docs/priors.md).
         unet (dict | None): inline ``UNet2DModel`` keyword arguments, for tests and for priors trained from scratch
             (random weights). The rule: give ``pretrained`` or ``unet``; with neither, the default prior is loaded,
             as with ``pretrained: default``.
@@ -87,6 +102,14 @@ class DiffusionPrior(nn.Module):
             ``attention_resolutions``, ``num_head_channels``, ``learn_sigma``, ``use_new_attention_order``, ...).
             Its ``diffusion_steps`` and ``noise_schedule`` give the schedule. See docs/priors.md. Default: None
             (``pretrained`` is a diffusers folder).
+
+    The conditioning of a latent prior (an error for a pixel-space prior):
+        prompt (str | None): encoded once at start-up with the folder's text encoder(s) (SDXL: both, with the
+            pooled embedding; the ``time_ids`` follow each call's size), after which the encoders are freed; needs
+            the ``transformers`` package. Default: None, the empty prompt.
+        prompt_embeds (str | None): a ``.safetensors`` file with ``prompt_embeds`` (1, tokens, width) and, for SDXL,
+            ``pooled_prompt_embeds`` (1, width), used instead of ``prompt`` (a folder without text encoders works).
+            Default: None.
 
     The schedule (each defaults to the scheduler config's, else the value given):
         prediction_type (str | None): what the UNet predicts: ``eps``, ``v`` or ``sample`` (x0). Default: ``eps``.
@@ -108,20 +131,24 @@ class DiffusionPrior(nn.Module):
             them (only passes that record a graph are affected). Default: false.
         compile (bool): ``torch.compile`` the UNet in place (the first calls of each new shape are slow).
             Default: false.
+    Each applies to a latent prior's VAE encoder too (which stays float32 under ``fp16`` where its config says
+    ``force_upcast``).
 
     ``forward(x_t, t, class_labels=None, features_only=False)`` takes noised images in [-1, 1] and integer
     timesteps (and class labels for a class-conditional UNet) and returns ``(eps, h)``: the predicted noise (the first
     3 of 6 channels for a learned-sigma UNet) and the middle block's output (the "h-space"). With
     ``features_only=True`` the pass stops after the middle block (the encoder half of the cost) and eps is None.
-    ``to_input`` maps images to the prior's [-1, 1] and channels, ``fit_size`` crops them to sizes its UNet takes,
-    ``add_noise`` and ``to_x0`` convert between clean images, noised ones and predictions.
+    ``to_input`` maps images to what the UNet denoises (pixels in [-1, 1], or a latent prior's latents),
+    ``fit_size`` crops images to sizes it takes (``size_factor`` pixels: for a latent prior the VAE's factor times
+    the UNet's), ``add_noise`` and ``to_x0`` convert between clean inputs, noised ones and predictions.
     """
 
     def __init__(self, pretrained=None, unet=None, prediction_type=None, num_train_timesteps=None,
                  beta_schedule=None, beta_start=None, beta_end=None, guided_diffusion=None, dtype='auto',
-                 channels_last='auto', gradient_checkpointing=False, compile=False):
+                 channels_last='auto', gradient_checkpointing=False, compile=False, prompt=None, prompt_embeds=None):
         super().__init__()
-        self.unet, schedule = _load(pretrained, unet, guided_diffusion)
+        self.unet, schedule, self.encoder, self.conditioning = _load(pretrained, unet, guided_diffusion, prompt,
+                                                                     prompt_embeds)
         if prediction_type is not None:
             schedule['prediction_type'] = PREDICTION_TYPES[choice('DiffusionPrior', 'prediction_type',
                                                                   prediction_type, PREDICTION_TYPES)]
@@ -137,12 +164,14 @@ class DiffusionPrior(nn.Module):
         self.register_buffer('alphas_cumprod', self.scheduler.alphas_cumprod.clone().float(), persistent=False)
 
         config = self.unet.config
-        self.in_channels = config.in_channels
+        self.latent_channels = config.in_channels  # what the UNet denoises
+        self.in_channels = self.encoder.image_channels if self.encoder is not None else config.in_channels  # images
         if config.out_channels not in (config.in_channels, 2 * config.in_channels):
             raise OptionError(f'DiffusionPrior: a UNet with {config.in_channels} input channels must have as many '
                               f'output channels (or twice as many, learned sigma), not {config.out_channels}.')
         self.learned_sigma = config.out_channels == 2 * config.in_channels
-        self.size_factor = 2**(len(config.block_out_channels) - 1)
+        self.unet_size_factor = 2**(len(config.block_out_channels) - 1)  # in the UNet's input, pixels or latents
+        self.size_factor = self.unet_size_factor * (self.encoder.factor if self.encoder is not None else 1)
 
         self._h = None
         self._stop_after_mid_block = False
@@ -183,7 +212,13 @@ class DiffusionPrior(nn.Module):
         else:
             self.unet.disable_gradient_checkpointing()
         if options['compile']:
+            # DiffLoss's strength differentiates one graph twice (the term's norm, then the step): compiled backward
+            # graphs may not donate their buffers for that.
+            torch._functorch.config.donated_buffer = False
             self.unet.compile()
+        if self.encoder is not None:
+            self.encoder.set_execution(self.dtype, self.memory_format, options['gradient_checkpointing'],
+                                       options['compile'])
 
     def train(self, mode=True):
         """The prior is frozen: it stays in eval mode whatever the caller asks."""
@@ -196,7 +231,8 @@ class DiffusionPrior(nn.Module):
                               'unconditional prior (e.g. guided_diffusion model 256x256_diffusion_uncond).')
 
     def to_input(self, image, input_range):
-        """Map images from ``input_range`` to [-1, 1] in float32, replicating one channel to the prior's channels."""
+        """Map images from ``input_range`` to [-1, 1] in float32, replicating one channel to the prior's channels;
+        for a latent prior, then to its latents (VAE encoder; the graph is kept where ``image`` has one)."""
         low, high = input_range
         image = (image.float() - low) * (2 / (high - low)) - 1
         if image.shape[1] == 1 and self.in_channels != 1:
@@ -204,7 +240,11 @@ class DiffusionPrior(nn.Module):
         if image.shape[1] != self.in_channels:
             raise ValueError(f'DiffLoss: the images have {image.shape[1]} channels but the prior takes '
                              f'{self.in_channels}; use a prior trained on {image.shape[1]}-channel images.')
-        return image
+        if self.encoder is None:
+            return image
+        if self._pending_execution is not None:
+            self._apply_execution()
+        return self.encoder(image)
 
     def fit_size(self, images, crop_size, offsets):
         """Each of ``images`` (the same size) cropped to at most ``crop_size`` (None: the whole image) and down to
@@ -245,16 +285,22 @@ class DiffusionPrior(nn.Module):
         return (x_t.float() - (1 - abar).sqrt() * eps.float()) / abar.sqrt()
 
     def forward(self, x_t, t, class_labels=None, features_only=False):
-        if x_t.shape[1] != self.in_channels:
-            raise ValueError(f'DiffusionPrior expects {self.in_channels}-channel images, got shape {tuple(x_t.shape)}.')
+        if x_t.shape[1] != self.latent_channels:
+            raise ValueError(f'DiffusionPrior expects {self.latent_channels}-channel inputs, got shape '
+                             f'{tuple(x_t.shape)}{" (latents: see to_input)" if self.encoder is not None else ""}.')
         if class_labels is None:
             self.check_unconditional('DiffusionPrior')
         if self._pending_execution is not None:
             self._apply_execution()
         unet_input = x_t.to(self.dtype).contiguous(memory_format=self.memory_format)
+        if self.conditioning is None:
+            conditioning = dict(class_labels=class_labels)
+        else:
+            pixels = [side * self.encoder.factor for side in x_t.shape[-2:]]
+            conditioning = self.conditioning.unet_kwargs(len(x_t), pixels, self.dtype)
         self._stop_after_mid_block = features_only
         try:
-            output = self.unet(unet_input, t, class_labels=class_labels).sample
+            output = self.unet(unet_input, t, **conditioning).sample
         except _MiddleBlockReached:
             output = None
         finally:
@@ -263,5 +309,5 @@ class DiffusionPrior(nn.Module):
         if output is None:
             return None, h
         if self.learned_sigma:
-            output = output[:, :self.in_channels]
+            output = output[:, :self.latent_channels]
         return self.to_eps(output.float(), x_t, t), h

@@ -89,14 +89,21 @@ def training_batches(photos, task, batch_size, seed):
         yield task.degrade(gt, generator), gt
 
 
-def validation_pairs(photos, task, size=256, seed=0):
-    """``{name: (lq, gt)}``: the central ``size`` square of each photo and its fixed degradation, as (1, 3, H, W)."""
+def validation_pairs(photos, task, size=None, seed=0):
+    """``{name: (lq, gt)}``: each whole photo (``size`` None; trimmed at the bottom and right to a multiple of the
+    task's scale) or its central ``size`` square, and its fixed degradation, as (1, 3, H, W)."""
     generator = torch.Generator().manual_seed(seed)
     pairs = {}
     for name, image in photos.items():
         height, width = image.shape[:2]
-        top, left = (height - size) // 2, (width - size) // 2
-        gt = torch.from_numpy(np.ascontiguousarray(image[top:top + size, left:left + size])).permute(2, 0, 1)[None]
+        if size is None:
+            top, left = 0, 0
+            crop_h, crop_w = height // task.scale * task.scale, width // task.scale * task.scale
+        else:
+            top, left = (height - size) // 2, (width - size) // 2
+            crop_h = crop_w = size
+        patch = image[top:top + crop_h, left:left + crop_w]
+        gt = torch.from_numpy(np.ascontiguousarray(patch)).permute(2, 0, 1)[None]
         pairs[name] = (task.degrade(gt, generator), gt)
     return pairs
 

@@ -1,8 +1,10 @@
 """The study's loss settings, each added to a pixel loss at a strength calibrated against it.
 
-A setting's strength is the ratio of its gradient norm to the pixel loss's, measured on the outputs a restorer gives
-early in training (Task.start_output). Calibrating every term to the same ratio makes "a second fidelity term" and
-the diffusion terms comparable: a gain that MSE or a low-pass term at the same strength also gives is not the prior's.
+A setting's strength is the ratio of its gradient norm to the pixel loss's. Most settings are calibrated by the study
+on the outputs a restorer gives early in training (Task.start_output); the ``strength_*`` settings use DiffLoss's own
+``strength`` option instead, measured on the live training batches as a user's run measures it. Calibrating every
+term to a stated ratio makes "a second fidelity term" and the diffusion terms comparable: a gain that MSE or a
+low-pass term at the same strength also gives is not the prior's.
 """
 from collections import OrderedDict
 
@@ -15,12 +17,25 @@ from basicsr_diffloss.losses.gradient_scale import gradient_norms
 def method(**changes):
     """DiffLoss options of a study setting, every method option named (none comes from a preset, so that a change of
     DiffLoss's defaults cannot change what a setting measures): the paper's gradient through the UNet on the eps term
-    at t 200-800, then ``changes``. The weights are 1 before the calibration scales the term."""
+    at t 200-800 with absolute weights, then ``changes``. The weights are 1 before the study's calibration scales the
+    term."""
     return dict(dict(preset='default', gradient='backprop', space='eps', t_weighting='uniform', augment=False,
-                     eps_weight=1.0, h_weight=0.0, t_range=(200, 800), warmup_iters=0), **changes)
+                     eps_weight=1.0, h_weight=0.0, t_range=(200, 800), warmup_iters=0, strength=None), **changes)
 
 
-# name: pixel loss, optional extra term, its gradient ratio to the pixel loss, and DiffLoss options for the extra.
+def relative(multiple, update='fixed', **changes):
+    """A setting whose eps weight comes from DiffLoss's own ``strength`` (measured on the live training batches over
+    the first 50 applications, then ``update``), with the score-difference gradient unless ``changes`` say otherwise:
+    what the package offers users."""
+    return method(**dict(dict(gradient='score_difference', eps_weight=None, strength=dict(eps=multiple),
+                              strength_iters=50, strength_update=update), **changes))
+
+
+SCORE_DIFFERENCE = dict(gradient='score_difference')
+CALIBRATION_ITER = 10**9  # the iteration the study's calibration evaluates a term at (after every warm-up)
+# name: pixel loss, optional extra term, its gradient ratio to the pixel loss (the study's calibration on start
+# outputs; absent where DiffLoss's own ``strength`` sets the weight), DiffLoss options for the extra, and optionally
+# ``prior: split`` (the prior trained on the study's own training split, --split_prior) instead of --prior.
 SETTINGS = OrderedDict([
     ('l1', dict(pixel='l1')),
     ('mse', dict(pixel='mse')),
@@ -28,12 +43,21 @@ SETTINGS = OrderedDict([
     ('l1+lowpass', dict(pixel='l1', extra='lowpass', ratio=0.5)),
     ('eps', dict(pixel='l1', extra='diffloss', ratio=0.5, diffusion=method())),
     ('eps_snr', dict(pixel='l1', extra='diffloss', ratio=0.5, diffusion=method(t_weighting='snr'))),
-    ('eps_augment', dict(pixel='l1', extra='diffloss', ratio=0.5, diffusion=method(augment=True))),
-    ('eps_warmup', dict(pixel='l1', extra='diffloss', ratio=0.5, diffusion=method(warmup_iters=300))),
     ('x0', dict(pixel='l1', extra='diffloss', ratio=0.5, diffusion=method(space='x0'))),
+    ('score_difference', dict(pixel='l1', extra='diffloss', ratio=1.0, diffusion=method(**SCORE_DIFFERENCE))),
+    ('sd_augment', dict(pixel='l1', extra='diffloss', ratio=1.0, diffusion=method(augment=True, **SCORE_DIFFERENCE))),
+    ('sd_warmup', dict(pixel='l1', extra='diffloss', ratio=1.0,
+                       diffusion=method(warmup_iters=300, **SCORE_DIFFERENCE))),
     ('h', dict(pixel='l1', extra='diffloss', ratio=0.5, diffusion=method(eps_weight=0.0, h_weight=1.0))),
-    ('eps+h', dict(pixel='l1', extra='diffloss', ratio=0.5, diffusion=method(h_weight=1.0))),
-    ('score_difference', dict(pixel='l1', extra='diffloss', ratio=1.0, diffusion=method(gradient='score_difference'))),
+    ('sd+h', dict(pixel='l1', extra='diffloss', ratio=1.0, diffusion=method(h_weight=1.0, **SCORE_DIFFERENCE))),
+    ('strength_0.5', dict(pixel='l1', extra='diffloss', diffusion=relative(0.5))),
+    ('strength_1', dict(pixel='l1', extra='diffloss', diffusion=relative(1.0))),
+    ('strength_2', dict(pixel='l1', extra='diffloss', diffusion=relative(2.0))),
+    ('strength_4', dict(pixel='l1', extra='diffloss', diffusion=relative(4.0))),
+    ('strength_1_tracked', dict(pixel='l1', extra='diffloss', diffusion=relative(1.0, 'tracked'))),
+    ('strength_2_tracked', dict(pixel='l1', extra='diffloss', diffusion=relative(2.0, 'tracked'))),
+    ('backprop_strength_1', dict(pixel='l1', extra='diffloss', diffusion=relative(1.0, gradient='backprop'))),
+    ('strength_2_split_prior', dict(pixel='l1', extra='diffloss', diffusion=relative(2.0), prior='split')),
 ])
 
 
@@ -61,6 +85,7 @@ class StudyLoss:
         self.kind = setting.get('extra')
         self.ratio = setting.get('ratio', 0.0)
         self.weight = 1.0
+        self.relative = self.kind == 'diffloss' and setting['diffusion'].get('strength') is not None
         self.diffloss = None
         if self.kind == 'diffloss':
             options = dict(setting['diffusion'], crop_size=crop_size)
@@ -69,22 +94,27 @@ class StudyLoss:
             self.diffloss = DiffLoss(prior=prior, seed=seed, **options)
         self.seed = seed
 
-    def _extra(self, output, gt, current_iter=None):
+    def _extra(self, output, gt, current_iter=None, reference=None):
         if self.kind == 'mse':
             return F.mse_loss(output, gt)
         if self.kind == 'lowpass':
             return low_pass_l1(output, gt)
-        return sum(self.diffloss.terms(output, gt, current_iter).values())
+        return sum(self.diffloss.terms(output, gt, current_iter, reference).values())
 
     def calibrate(self, batches, task):
         """Set the extra term's weight so that its gradient norm is ``ratio`` times the pixel loss's, averaged over
-        ``batches`` of start outputs; returns the weight."""
+        ``batches`` of start outputs; returns the weight (None where DiffLoss's ``strength`` sets it in training)."""
         if self.kind is None:
             return 0.0
+        if self.relative:
+            return None
         pixel_norm, extra_norm = 0.0, 0.0
         for lq, gt in batches:
             output = task.start_output(lq, gt.shape).requires_grad_(True)
-            norms = gradient_norms(dict(pixel=self.pixel(output, gt), extra=self._extra(output, gt)), output)
+            # the term at full scale: past any warm-up of its schedule (at its first call a warm-up would scale it
+            # down and the weight up)
+            extra = self._extra(output, gt, current_iter=CALIBRATION_ITER)
+            norms = gradient_norms(dict(pixel=self.pixel(output, gt), extra=extra), output)
             pixel_norm, extra_norm = pixel_norm + norms['pixel'], extra_norm + norms['extra']
         self.weight = self.ratio * pixel_norm / extra_norm
         if self.diffloss is not None:
@@ -95,5 +125,10 @@ class StudyLoss:
         """``{'l_pix': ..., 'l_extra': ...}`` (the extra term weighted), for the sum and the log."""
         terms = OrderedDict(l_pix=self.pixel(output, gt))
         if self.kind is not None:
-            terms['l_extra'] = self.weight * self._extra(output, gt, current_iter)
+            terms['l_extra'] = self.weight * self._extra(output, gt, current_iter, reference=terms['l_pix'])
         return terms
+
+    @property
+    def strength_weights(self):
+        """The weights DiffLoss's ``strength`` measured (``{term: weight}``), for the run record; None otherwise."""
+        return self.diffloss.strength.weights if self.relative else None
