@@ -266,6 +266,9 @@ def main():
     args = parser.parse_args()
     if not args.report_only and not args.photos:
         parser.error('--photos is required: the folder of photos the fixed split names (see scripts/study/data.py).')
+    if args.split_prior and not any(SETTINGS[name].get('prior') == 'split' for name in args.settings):
+        parser.error(f"--split_prior {args.split_prior}: none of --settings uses it (the settings with prior 'split': "
+                     f"{[name for name, setting in SETTINGS.items() if setting.get('prior') == 'split']}).")
     if not args.report_only:
         run_all(args)
     write_report(args)

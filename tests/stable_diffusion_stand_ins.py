@@ -28,11 +28,11 @@ def tiny_tokenizer(folder):
     return CLIPTokenizer(osp.join(folder, 'vocab.json'), osp.join(folder, 'merges.txt'), model_max_length=77)
 
 
-def _text_config(tokenizer, width, projection_dim=32):
-    return CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=width, intermediate_size=2 * width,
-                          num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
-                          projection_dim=projection_dim, bos_token_id=0, eos_token_id=1, pad_token_id=1,
-                          hidden_act='gelu' if width == 32 else 'quick_gelu')
+def _text_config(tokenizer):
+    """A 2-layer CLIP text encoder of width 32 (SD 1.x/2.x: its hidden states; SDXL: both encoders, 32 + 32)."""
+    return CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                          num_attention_heads=4, max_position_embeddings=77, projection_dim=32, bos_token_id=0,
+                          eos_token_id=1, pad_token_id=1, hidden_act='gelu')
 
 
 def tiny_vae():
@@ -67,14 +67,14 @@ def tiny_pipeline(family, folder=None, seed=0, unet=None, prediction_type=None):
         pipeline = StableDiffusionXLPipeline(
             vae=tiny_vae(), unet=unet, scheduler=EulerDiscreteScheduler(beta_schedule='scaled_linear',
                                                                         beta_start=0.00085, beta_end=0.012),
-            text_encoder=CLIPTextModel(_text_config(tokenizer, 32)), tokenizer=tokenizer,
-            text_encoder_2=CLIPTextModelWithProjection(_text_config(tokenizer, 32)), tokenizer_2=tokenizer)
+            text_encoder=CLIPTextModel(_text_config(tokenizer)), tokenizer=tokenizer,
+            text_encoder_2=CLIPTextModelWithProjection(_text_config(tokenizer)), tokenizer_2=tokenizer)
     else:
         prediction_type = prediction_type or ('epsilon' if family == 'sd1' else 'v_prediction')
         scheduler = PNDMScheduler(beta_schedule='scaled_linear', beta_start=0.00085, beta_end=0.012,
                                   skip_prk_steps=True, prediction_type=prediction_type)
         pipeline = StableDiffusionPipeline(vae=tiny_vae(), unet=unet, scheduler=scheduler,
-                                           text_encoder=CLIPTextModel(_text_config(tokenizer, 32)),
+                                           text_encoder=CLIPTextModel(_text_config(tokenizer)),
                                            tokenizer=tokenizer, safety_checker=None, feature_extractor=None,
                                            requires_safety_checker=False)
     pipeline.set_progress_bar_config(disable=True)

@@ -92,6 +92,9 @@ def test_study_script_runs_and_reports(tmp_path, tiny_prior_folder):
     split = subprocess.run(command[:5] + ['strength_2_split_prior'] + command[5 + 3:], cwd=tmp_path, timeout=300,
                            capture_output=True, text=True)
     assert split.returncode != 0 and '--split_prior is required' in split.stderr
+    unused = subprocess.run(command + ['--split_prior', str(tiny_prior_folder)], cwd=tmp_path, timeout=300,
+                            capture_output=True, text=True)
+    assert unused.returncode != 0 and 'none of --settings uses it' in unused.stderr
     report = (output / 'study.md').read_text()
     assert '| eps |' in report and 'grid_sr4_eps.png' in report and (output / 'grid_sr4_eps.png').is_file()
 

@@ -82,15 +82,14 @@ class RelativeStrength:
 
     def _log(self):
         weights = self.weights
-        if self.measured == 1:
-            state = f'measured again over the next {self.calibration_iters - 1} applications'
-        elif self.measured == self.calibration_iters:
+        if self.measured == self.calibration_iters:  # first, so that a window of 1 says so too
             state = 'tracked from now on (moving average)' if self.tracked else 'fixed from now on'
-        elif not (self.tracked and any(abs(weights[name] - logged) > 0.1 * logged
-                                       for name, logged in self._logged.items())):
-            return
-        else:
+        elif self.measured == 1:
+            state = f'measured again over the next {self.calibration_iters - 1} applications'
+        elif self.tracked and any(abs(weights[name] - logged) > 0.1 * logged for name, logged in self._logged.items()):
             state = 'tracked'
+        else:
+            return
         self._logged = weights
         shown = ', '.join(f'{name} {weight:.4g} ({self.strength[name]:g} x the reference gradient)'
                           for name, weight in weights.items())

@@ -41,9 +41,15 @@ def load_unet_strict(folder):
     return load_strict(UNet2DModel, folder)
 
 
+def saved_scheduler_config(folder):
+    """The scheduler config dict saved in ``folder`` (``scheduler_config.json``), empty where there is none."""
+    if not osp.isfile(osp.join(folder, 'scheduler_config.json')):
+        return {}
+    return dict(DDPMScheduler.load_config(folder))
+
+
 def load_diffusers_folder(pretrained):
     """``(UNet2DModel, scheduler config dict)`` of a diffusers folder; the dict is empty without a scheduler config."""
     unet_folder, scheduler_folder = _prior_folders(pretrained)
     unet = load_unet_strict(unet_folder)
-    has_schedule = osp.isfile(osp.join(scheduler_folder, 'scheduler_config.json'))
-    return unet, dict(DDPMScheduler.load_config(scheduler_folder)) if has_schedule else {}
+    return unet, saved_scheduler_config(scheduler_folder)

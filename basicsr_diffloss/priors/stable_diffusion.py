@@ -15,7 +15,7 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
 from ..options import OptionError
-from .diffusers_folder import load_strict
+from .diffusers_folder import load_strict, saved_scheduler_config
 from .latent_encoder import LatentEncoder
 from .text_conditioning import TextConditioning
 
@@ -63,7 +63,10 @@ def refuse_non_prior(path):
         return
     names = set(os.listdir(path))
     config = osp.join(path, 'config.json')
-    class_name = json.load(open(config)).get('_class_name') if osp.isfile(config) else None
+    class_name = None
+    if osp.isfile(config):
+        with open(config) as file:
+            class_name = json.load(file).get('_class_name')
     if class_name == 'ControlNetModel' or 'controlnet' in names:
         raise OptionError(f'{option} is a ControlNet, which steers a UNet with a control image: not a prior. Point '
                           'pretrained at the base pipeline folder (e.g. stable-diffusion-v1-5) instead.')
@@ -209,7 +212,4 @@ def load_stable_diffusion_folder(folder, prompt=None, prompt_embeds=None):
         conditioning = _encode_prompt(folder, index, family, '' if prompt is None else str(prompt), unet,
                                       encoder.vae)
     _check_conditioning(folder, conditioning, unet)
-    scheduler_folder = osp.join(folder, 'scheduler')
-    has_schedule = osp.isfile(osp.join(scheduler_folder, 'scheduler_config.json'))
-    schedule = dict(DDPMScheduler.load_config(scheduler_folder)) if has_schedule else {}
-    return unet, schedule, encoder, conditioning
+    return unet, saved_scheduler_config(osp.join(folder, 'scheduler')), encoder, conditioning
