@@ -1,13 +1,15 @@
-"""Repairs of basicsr 1.4.2 breakages, applied from outside before anything else imports basicsr.
+"""Repairs of basicsr 1.4.2 breakages, written from outside: the functions and classes that replace BasicSR's.
 
-Only repairs live here; what makes a resumed run repeat an uninterrupted one (data position, random states,
-atomic checkpoints) is ``basicsr_diffloss.models.exact_resume``, which builds on these.
+Only repairs live here, and this module installs none of them but the first (basicsr imports the missing module
+when it is imported): ``basicsr_diffloss.patches`` installs every replacement, each once, with the list of what it
+replaces and why. What makes a resumed run repeat an uninterrupted one (reading states, data position, random
+states, atomic checkpoints) is ``basicsr_diffloss.models.exact_resume``.
 
 1. torchvision >= 0.17 removed ``torchvision.transforms.functional_tensor``, which
    ``basicsr/data/degradations.py`` imports for ``rgb_to_grayscale``. The public
    ``torchvision.transforms.functional`` provides the same function, so it is registered under the old name.
 2. ``basicsr.train.load_resume_state`` maps the resume state onto ``torch.cuda.current_device()``, which fails on a
-   machine without CUDA. :func:`load_resume_state` maps it onto the CPU there.
+   machine without CUDA: :func:`resume_device` is the CPU there (used by exact_resume's ``load_resume_state``).
 3. ``--launcher pytorch`` initialises NCCL, and ``BaseModel.model_to_device`` wraps networks in DDP with
    ``device_ids=[torch.cuda.current_device()]``: both need CUDA. Without CUDA, :func:`init_dist` initialises gloo
    and :func:`model_to_device` wraps networks in DDP without device ids.
@@ -19,15 +21,14 @@ atomic checkpoints) is ``basicsr_diffloss.models.exact_resume``, which builds on
    ``total_iter - current_iter`` (0:00:00 at the end) over the iterations timed so far.
 6. ``train_pipeline`` ends by validating again after its loop, labelled with a counter that ran past ``total_iter``
    (``iter 402`` after 400 iterations), usually the weights it had just validated at 400 (which also moves
-   "Best ... @ 400 iter" to 402). :func:`build_model` makes that final validation run only when the last trained
-   iteration was not validated yet, labelled with that iteration; the "latest" checkpoint is saved as before.
-   It builds through ``basicsr.models.build_model`` as it stands when called (``models/with_diffloss.py`` replaces
-   it, so that any model gains ``train.diffusion_opt``).
+   "Best ... @ 400 iter" to 402). :func:`follow_end_of_training` makes a training model's final validation run
+   only when the last trained iteration was not validated yet, labelled with that iteration; the "latest"
+   checkpoint is saved as before.
 7. Real-ESRGAN's models (basicsr's ``RealESRNetModel_basicsr`` and ``RealESRGANModel_basicsr``, and those of the
    ``realesrgan`` package when it is installed) put their JPEG simulator, USM sharpener and training-pair pool on
    the GPU with ``.cuda()``, so they fail on a machine without CUDA (and misplace them with ``num_gpu: 0``).
    :func:`on_model_device` makes ``.cuda()`` mean ``.to(model's device)`` inside their ``__init__`` and
-   ``_dequeue_and_enqueue`` when that device is not a GPU.
+   ``_dequeue_and_enqueue`` (``REAL_ESRGAN_MODELS``) when that device is not a GPU.
 8. ``basicsr.utils.img_process_util.filter2D`` reshapes its input with ``.view``, which fails on the non-contiguous
    tensors that Real-ESRGAN's synthesis produces with current torch after the JPEG simulator (``view size is not
    compatible with input tensor's size and stride``). :func:`filter2D` passes a contiguous copy, in the modules of
@@ -45,7 +46,6 @@ sys.modules.setdefault('torchvision.transforms.functional_tensor', torchvision.t
 import functools  # noqa: E402
 import random  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
-from os import path as osp  # noqa: E402
 
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
@@ -55,12 +55,13 @@ import basicsr.models  # noqa: E402
 import basicsr.models.base_model  # noqa: E402
 import basicsr.models.realesrgan_model  # noqa: E402
 import basicsr.models.realesrnet_model  # noqa: E402
-import basicsr.test  # noqa: E402
 import basicsr.train  # noqa: E402
 import basicsr.utils.img_process_util  # noqa: E402
 import basicsr.utils.logger  # noqa: E402
 import basicsr.utils.options  # noqa: E402
-from basicsr.utils import check_resume, get_root_logger, scandir, set_random_seed  # noqa: E402
+from basicsr.utils import get_root_logger, set_random_seed  # noqa: E402
+
+from .options import OptionError  # noqa: E402  (imports nothing of basicsr or of the package)
 
 _basicsr_parse_options = basicsr.utils.options.parse_options
 _basicsr_init_dist = basicsr.utils.options.init_dist
@@ -70,30 +71,9 @@ SEED_LIMIT = 2**32  # numpy accepts seeds in [0, 2**32)
 
 
 # 2. Resume on a machine without CUDA.
-def _latest_state_path(opt):
-    """The newest ``<iter>.state`` under ``experiments/<name>/training_states``, or None."""
-    state_dir = osp.join(opt['root_path'], 'experiments', opt['name'], 'training_states')
-    if not osp.isdir(state_dir):
-        return None
-    iters = [int(name.split('.state')[0]) for name in scandir(state_dir, suffix='state', recursive=False)]
-    return osp.join(state_dir, f'{max(iters)}.state') if iters else None
-
-
-def load_resume_state(opt):
-    """Load the training state named by ``--auto_resume`` or ``path.resume_state`` onto CUDA, or the CPU without it."""
-    if opt['auto_resume']:
-        path = _latest_state_path(opt)
-        if path is not None:
-            opt['path']['resume_state'] = path
-    else:
-        path = opt['path'].get('resume_state')
-    if not path:
-        return None
-    device = torch.device('cuda', torch.cuda.current_device()) if torch.cuda.is_available() else torch.device('cpu')
-    # The state holds optimizer, scheduler and random states written by this same pipeline.
-    state = torch.load(path, map_location=device, weights_only=False)
-    check_resume(opt, state['iter'])
-    return state
+def resume_device():
+    """Where a training state is loaded: the current CUDA device, or the CPU on a machine without CUDA."""
+    return torch.device('cuda', torch.cuda.current_device()) if torch.cuda.is_available() else torch.device('cpu')
 
 
 # 3. Several processes on a machine without CUDA.
@@ -114,6 +94,13 @@ def model_to_device(self, net):
 
 
 # 4. --force_yml manual_seed=N.
+def check_seed(seed, world_size):
+    """An OptionError unless ``seed`` is an integer that every rank's ``seed + rank`` keeps in numpy's range."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_LIMIT - world_size:
+        raise OptionError(f"Option 'manual_seed': {seed!r} is not a seed; give an integer from 0 to "
+                          f'{SEED_LIMIT - world_size} (e.g. --force_yml manual_seed=1), or ~ for a random one.')
+
+
 def parse_options(root_path, is_train=True):
     """BasicSR's parse_options, then the generators seeded with ``manual_seed + rank`` as the overrides left it.
 
@@ -124,9 +111,7 @@ def parse_options(root_path, is_train=True):
     seed = opt.get('manual_seed')
     if seed is None:  # `--force_yml manual_seed=~` asks for a random seed, as leaving it out of the file does
         seed = opt['manual_seed'] = random.randint(1, 10000)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_LIMIT - opt['world_size']:
-        raise ValueError(f"Option 'manual_seed': {seed!r} is not a seed; give an integer from 0 to "
-                         f"{SEED_LIMIT - opt['world_size']} (e.g. --force_yml manual_seed=1), or ~ for a random one.")
+    check_seed(seed, opt['world_size'])
     set_random_seed(seed + opt['rank'])
     return opt, args
 
@@ -198,15 +183,13 @@ class _EndOfTraining:
         return self.validation(dataloader, current_iter, tb_logger, save_img)
 
 
-def build_model(opt):
-    """BasicSR's build_model; in training, the model's final validation is the repaired one (see item 6 above)."""
-    model = basicsr.models.build_model(opt)
-    if opt.get('is_train'):
-        follower = _EndOfTraining(model)
-        model.resume_training = follower.resumed
-        model.optimize_parameters = follower.optimized
-        model.save = follower.saved
-        model.validation = follower.validated
+def follow_end_of_training(model):
+    """``model`` (a training model) whose final validation is the repaired one (see item 6 above)."""
+    follower = _EndOfTraining(model)
+    model.resume_training = follower.resumed
+    model.optimize_parameters = follower.optimized
+    model.save = follower.saved
+    model.validation = follower.validated
     return model
 
 
@@ -237,17 +220,10 @@ def on_model_device(method):
         with _cuda_means(device):
             return method(self, *args, **kwargs)
 
-    wrapper.on_model_device = True
     return wrapper
 
 
-def repair_cuda_calls(model_class):
-    for name in ('__init__', '_dequeue_and_enqueue'):
-        method = vars(model_class).get(name)
-        if method is not None and not getattr(method, 'on_model_device', False):
-            setattr(model_class, name, on_model_device(method))
-
-
+CUDA_CALLING_METHODS = ('__init__', '_dequeue_and_enqueue')
 REAL_ESRGAN_MODELS = [basicsr.models.realesrnet_model.RealESRNetModel,
                       basicsr.models.realesrgan_model.RealESRGANModel]
 try:  # the realesrgan package (optional extra) registers the names Real-ESRGAN's option files use
@@ -258,8 +234,6 @@ except ImportError:
 else:
     REAL_ESRGAN_MODELS += [realesrgan.models.realesrnet_model.RealESRNetModel,
                            realesrgan.models.realesrgan_model.RealESRGANModel]
-for _model_class in REAL_ESRGAN_MODELS:
-    repair_cuda_calls(_model_class)
 
 
 # 8. filter2D on non-contiguous tensors.
@@ -271,15 +245,7 @@ def filter2D(img, kernel):
     return _basicsr_filter2D(img.contiguous(), kernel)
 
 
-for _model_class in REAL_ESRGAN_MODELS:
-    sys.modules[_model_class.__module__].filter2D = filter2D
-
-basicsr.train.load_resume_state = load_resume_state
-basicsr.utils.options.init_dist = init_dist
-basicsr.models.base_model.BaseModel.model_to_device = model_to_device
-basicsr.utils.options.parse_options = basicsr.train.parse_options = basicsr.test.parse_options = parse_options
-basicsr.train.MessageLogger = MessageLogger
-basicsr.train.build_model = build_model
+# 9. The process group destroyed at the end.
 _basicsr_train_pipeline = basicsr.train.train_pipeline
 
 
@@ -290,6 +256,3 @@ def train_pipeline(root_path):
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
-
-
-basicsr.train.train_pipeline = train_pipeline

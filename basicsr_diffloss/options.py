@@ -8,8 +8,18 @@ import math
 import numbers
 
 
-class OptionError(ValueError):
+class UserError(Exception):
+    """A mistake in what the user gave (an option, a file, a command-line argument), with a one-line message that
+    names it, its value and the fix. The commands print the message alone, without a traceback (``--debug`` shows
+    it)."""
+
+
+class OptionError(UserError, ValueError):
     """An option that cannot be used; the message names the option, its value and what is expected."""
+
+
+class MissingFileError(UserError, FileNotFoundError):
+    """A file or folder the user named that does not exist or holds nothing usable; the message names it."""
 
 
 def option_error(owner, name, value, problem):

@@ -28,34 +28,42 @@ import torch
 import basicsr_diffloss  # noqa: F401  (repairs basicsr and registers everything)
 from basicsr.archs.edsr_arch import EDSR
 from basicsr.metrics import calculate_psnr, calculate_ssim
+from basicsr_diffloss.archs.iat_arch import IAT
 from basicsr_diffloss.priors import DiffusionPrior
-from basicsr_diffloss.metrics import calculate_gmsd, calculate_haarpsi, calculate_niqe_or_nan, lower_is_better
+from basicsr_diffloss.metrics import calculate_ciede2000, calculate_gmsd, calculate_haarpsi, calculate_niqe_or_nan, lower_is_better
 from basicsr_diffloss.report.grid import choose_crops, save_grid
-from study.data import Task, load_photos, save_rgb, split_photos, training_batches, validation_pairs
+from study.data import TASKS, Task, load_photos, save_rgb, split_photos, training_batches, validation_pairs
 from study.settings import SETTINGS, StudyLoss
 from study.statistics import metric_means, paired_difference
 
-METRICS = ('psnr_y', 'ssim_y', 'niqe', 'haarpsi', 'gmsd')
+SPLIT_SUFFIX = {'tuning': '', 'confirmation': '_confirmation'}  # folder suffixes of each validation split
+METRICS = ('psnr', 'psnr_y', 'ssim_y', 'niqe', 'haarpsi', 'gmsd', 'ciede2000')
 BASELINE = 'l1'
 
 
 def build_restorer(task, num_feat, num_block):
-    """EDSR (BasicSR) at the task's scale: x4 for SR, x1 (no upsampler) for denoising."""
+    """IAT for low light (the paper's low-light backbone, 91k parameters); else EDSR (BasicSR) at the task's scale:
+    x4 for SR, x1 (no upsampler) for denoising."""
+    if task.name == 'll':
+        return IAT(in_dim=3, with_global=True, type='lol')
     return EDSR(num_in_ch=3, num_out_ch=3, num_feat=num_feat, num_block=num_block, upscale=task.scale,
                 res_scale=1, img_range=1.0)
 
 
 def image_metrics(output, gt, crop_border):
     """Per-image metrics of uint8 BGR images."""
-    return dict(psnr_y=calculate_psnr(output, gt, crop_border, test_y_channel=True),
+    return dict(psnr=calculate_psnr(output, gt, crop_border),
+                psnr_y=calculate_psnr(output, gt, crop_border, test_y_channel=True),
                 ssim_y=calculate_ssim(output, gt, crop_border, test_y_channel=True),
                 niqe=float(calculate_niqe_or_nan(output, crop_border)),
                 haarpsi=calculate_haarpsi(output, gt, crop_border),
-                gmsd=calculate_gmsd(output, gt, crop_border))
+                gmsd=calculate_gmsd(output, gt, crop_border), ciede2000=calculate_ciede2000(output, gt, crop_border))
 
 
-def train_and_evaluate(args, task, name, seed, train_photos, pairs, references, prior, run_dir):
-    """One run; returns its record (also written as JSON by the caller). ``references``: the uint8 GT images."""
+def train_and_evaluate(args, task, name, seed, train_photos, splits, prior, run_dir):
+    """One run; returns its record (also written as JSON by the caller). ``splits``: ``{split: (pairs,
+    references)}``, the validation pairs and their uint8 GT images of the tuning split (``metrics``) and, with
+    --confirm_photos, the confirmation split (``confirmation_metrics``)."""
     torch.manual_seed(seed)
     restorer = build_restorer(task, args.num_feat, args.num_block)
     loss = StudyLoss(SETTINGS[name], prior=prior, seed=seed, t_range=args.t_range, crop_size=args.crop_size)
@@ -64,32 +72,41 @@ def train_and_evaluate(args, task, name, seed, train_photos, pairs, references, 
     optimizer = torch.optim.Adam(restorer.parameters(), lr=args.lr, betas=(0.9, 0.99))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.iters, eta_min=args.lr / 100)
     batches = training_batches(train_photos, task, args.batch, seed)
+    parameters = [param for param in restorer.parameters() if param.requires_grad]
     log, start = [], time.perf_counter()
     for iteration in range(1, args.iters + 1):
         lq, gt = next(batches)
-        terms = loss.terms(restorer(lq), gt, iteration)
+        terms = loss.terms(restorer(lq), gt, iteration, parameters)
         optimizer.zero_grad(set_to_none=True)
         sum(terms.values()).backward()
         optimizer.step()
         scheduler.step()
         if iteration % args.log_every == 0 or iteration == args.iters:
-            log.append(dict(iter=iteration, **{key: round(value.item(), 6) for key, value in terms.items()}))
+            guard = loss.diffloss.guard.last if loss.diffloss is not None and loss.diffloss.guard else {}
+            log.append(dict(iter=iteration, **{key: round(value.item(), 6) for key, value in terms.items()},
+                            **{key: round(value, 4) for key, value in guard.items()}))
     ms_per_step = (time.perf_counter() - start) * 1000 / args.iters
     restorer.eval()
     metrics = {}
     with torch.no_grad():
-        for image_name, (lq, _) in pairs.items():
-            output = save_rgb(osp.join(run_dir, f'{image_name}.png'), restorer(lq))
-            metrics[image_name] = image_metrics(output, references[image_name], task.crop_border)
+        for split, (pairs, references) in splits.items():
+            metrics[split] = {}
+            for image_name, (lq, _) in pairs.items():
+                output = save_rgb(osp.join(run_dir + SPLIT_SUFFIX[split], f'{image_name}.png'), restorer(lq))
+                metrics[split][image_name] = image_metrics(output, references[image_name], task.crop_border)
+    if loss.diffloss is not None and loss.diffloss.strength is not None:
+        weight = {name: min(value, loss.diffloss.guard.cap(name) / loss.diffloss.loss_weight)
+                  if loss.diffloss.guard else value for name, value in loss.strength_weights.items()}
     setting = SETTINGS[name]
     ratio = setting['diffusion']['strength']['eps'] if loss.relative else setting.get('ratio', 0.0)
     return dict(task=task.name, setting=name, seed=seed, iters=args.iters,
-                weight=weight if weight is not None else loss.strength_weights, ratio=ratio,
+                weight=weight, ratio=ratio,
                 strength='DiffLoss strength (live batches)' if loss.relative else 'study calibration (start outputs)',
                 prior=args.split_prior if setting.get('prior') == 'split' else args.prior, crop_size=args.crop_size,
-                ms_per_step=ms_per_step, log=log,
-                metrics=metrics,
-                restorer=dict(num_feat=args.num_feat, num_block=args.num_block, batch=args.batch, lr=args.lr))
+                ms_per_step=ms_per_step, log=log, metrics=metrics['tuning'],
+                confirmation_metrics=metrics.get('confirmation'),
+                restorer=dict(type=type(restorer).__name__, num_feat=args.num_feat, num_block=args.num_block,
+                              batch=args.batch, patch=task.gt_patch, lr=args.lr))
 
 
 def run_all(args):
@@ -101,13 +118,20 @@ def run_all(args):
                              f"{[name for name in args.settings if SETTINGS[name].get('prior') == 'split']}: the prior "
                              'trained on the study split (options/train/prior/train_study_split_prior.yml).')
         priors['split'] = DiffusionPrior(pretrained=args.split_prior)
+    photo_sets = {'tuning': validation_photos}
+    if args.confirm_photos:  # at native resolution, from other sources: the choices never saw them
+        photo_sets['confirmation'] = load_photos(args.confirm_photos, 1.0)
     for task_name in args.tasks:
-        task = Task(task_name)
-        pairs = validation_pairs(validation_photos, task, args.val_size)
-        references = {}
-        for image_name, (lq, gt) in pairs.items():
-            save_rgb(osp.join(args.output, 'lq', task.name, f'{image_name}.png'), lq)
-            references[image_name] = save_rgb(osp.join(args.output, 'gt', task.name, f'{image_name}.png'), gt)
+        task = Task(task_name, args.patch)
+        splits = {}
+        for split, photos in photo_sets.items():
+            pairs = validation_pairs(photos, task, args.val_size if split == 'tuning' else None)
+            references = {}
+            for image_name, (lq, gt) in pairs.items():
+                folder = task.name + SPLIT_SUFFIX[split]
+                save_rgb(osp.join(args.output, 'lq', folder, f'{image_name}.png'), lq)
+                references[image_name] = save_rgb(osp.join(args.output, 'gt', folder, f'{image_name}.png'), gt)
+            splits[split] = (pairs, references)
         for seed in args.seeds:
             for name in args.settings:
                 record_path = osp.join(args.output, 'runs', task.name, f'{name}_s{seed}.json')
@@ -115,7 +139,7 @@ def run_all(args):
                     continue
                 started = time.time()
                 prior = priors[SETTINGS[name].get('prior', 'default')]
-                record = train_and_evaluate(args, task, name, seed, train_photos, pairs, references, prior,
+                record = train_and_evaluate(args, task, name, seed, train_photos, splits, prior,
                                             osp.join(args.output, 'outputs', task.name, f'{name}_s{seed}'))
                 record['wall_s'] = time.time() - started
                 os.makedirs(osp.dirname(record_path), exist_ok=True)
@@ -123,7 +147,8 @@ def run_all(args):
                     json.dump(record, file, indent=1)
                 os.replace(record_path + '.partial', record_path)
                 print(f"{task.name} {name} seed {seed}: {record['ms_per_step']:.0f} ms/step, "
-                      f"PSNR-Y {sum(m['psnr_y'] for m in record['metrics'].values()) / len(pairs):.3f}", flush=True)
+                      f"PSNR-Y {sum(m['psnr_y'] for m in record['metrics'].values()) / len(record['metrics']):.3f}",
+                      flush=True)
 
 
 def load_runs(output, task):
@@ -231,7 +256,7 @@ def _save_setting_grid(args, task, name, seed):
 
 
 def write_report(args):
-    sections = [task_report(args, task) for task in ('sr4', 'dn25')]
+    sections = [task_report(args, task) for task in TASKS]
     path = osp.join(args.output, 'study.md')
     with open(path, 'w') as file:
         file.write('# DiffLoss study\n\n' + '\n'.join(section for section in sections if section))
@@ -240,11 +265,13 @@ def write_report(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--tasks', nargs='+', default=['sr4', 'dn25'], choices=['sr4', 'dn25'])
+    parser.add_argument('--tasks', nargs='+', default=['sr4', 'dn25'], choices=TASKS)
     parser.add_argument('--settings', nargs='+', default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1])
     parser.add_argument('--iters', type=int, default=3000, help='training iterations per run (default: 3000)')
     parser.add_argument('--batch', type=int, default=8, help='batch size (default: 8)')
+    parser.add_argument('--patch', type=int, default=None,
+                        help="training GT patch side (default: the task's, 64 for sr4 and ll, 48 for dn25)")
     parser.add_argument('--lr', type=float, default=5e-4, help='Adam learning rate, cosine decay (default: 5e-4)')
     parser.add_argument('--num_feat', type=int, default=32, help='EDSR channels (default: 32)')
     parser.add_argument('--num_block', type=int, default=4, help='EDSR residual blocks (default: 4)')
@@ -255,6 +282,8 @@ def main():
                         help='DiffLoss crop_size (default: 32, the crop size the default prior was trained on)')
     parser.add_argument('--photos', help='the photo folder the fixed split names (study/data.py; the 26 photos of the '
                         "project's shared data, e.g. ../shared/data/photos); required unless --report_only")
+    parser.add_argument('--confirm_photos', help='a folder of photos from other sources, evaluated at native '
+                        'resolution as the confirmation split (metrics reported apart from the tuning split)')
     parser.add_argument('--photo_scale', type=float, default=0.5, help='photo resize factor (default: 0.5)')
     parser.add_argument('--split_prior', help="DiffusionPrior 'pretrained' of the settings with prior 'split': the "
                         'prior trained on the study split (options/train/prior/train_study_split_prior.yml)')

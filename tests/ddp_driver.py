@@ -24,7 +24,8 @@ if __name__ == '__main__':
     basicsr.train.train_pipeline(os.getcwd())
     model = models[0]
     rank = model.opt['rank']
-    strength = model.cri_diff.strength if model.cri_diff is not None else None
+    diffloss = getattr(model, 'cri_diff', None)  # None: the L1 runs build plain SRModel
+    strength = diffloss.strength if diffloss is not None else None
     torch.save({'initial': initial_weights[0], 'net_g': model.get_bare_model(model.net_g).state_dict(),
-                'diffloss_seed': model.cri_diff.seed if model.cri_diff is not None else None,
+                'diffloss_seed': diffloss.seed if diffloss is not None else None,
                 'diffloss_strength_weights': strength.weights if strength is not None else None}, f'rank{rank}.pth')

@@ -36,7 +36,7 @@ def table_rows(markdown):
 def compared(benchmark, tmp_path_factory):
     """The tiny table for EDSR: its JSON record and its markdown."""
     folder = tmp_path_factory.mktemp('benchmark')
-    run_benchmark(benchmark, '--tiny', '--restorers', 'edsr', '--variants', *VARIANTS, '--out',
+    run_benchmark(benchmark, '--tiny', '--restorers', 'edsr', '--steps', '1', '--variants', *VARIANTS, '--out',
                   str(folder / 'table.md'), '--json', str(folder / 'table.json'))
     return json.loads((folder / 'table.json').read_text()), (folder / 'table.md').read_text()
 
@@ -105,8 +105,8 @@ def test_a_variant_with_an_option_diffloss_lacks_stops_the_run(benchmark, monkey
 
 def test_scaling_mode_writes_a_plot_and_both_sweeps(benchmark, tmp_path):
     plot = tmp_path / 'scaling.png'
-    record = run_benchmark(benchmark, '--tiny', '--scaling', '--restorers', 'edsr', '--variants', 'bf16', '--plot',
-                           str(plot))
+    record = run_benchmark(benchmark, '--tiny', '--steps', '1', '--scaling', '--restorers', 'edsr', '--variants', 'bf16',
+                           '--plot', str(plot))
     assert plot.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and plot.stat().st_size > 10000
     assert [(row['gt_size'], row['loss']) for row in record['size']] == [
         (16, 'l1'), (16, 'l1+diffloss'), (32, 'l1'), (32, 'l1+diffloss')]

@@ -207,3 +207,28 @@ def test_without_matplotlib_compare_stops_before_training_and_names_the_extra(tm
         "'basicsr-diffloss[report]'" in result.stderr
     assert 'Traceback' not in result.stderr
     assert not osp.exists(tmp_path / 'experiments') and not osp.exists(tmp_path / 'results')
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The report never swaps or mislabels the runs
+
+
+def test_a_swapped_pair_is_refused(compared, tmp_path, capsys):
+    root, compare = compared
+    with pytest.raises(SystemExit) as caught:
+        run_in(root, compare.main, ['--baseline_exp', f'experiments/{DIFFLOSS_NAME}', '--diffloss_exp',
+                                    f'experiments/{BASELINE_NAME}', '--output', str(tmp_path / 'swapped')])
+    print(f'\n{caught.value}')
+    assert str(caught.value) == (
+        f"basicsr-diffloss-compare: error: the runs are swapped: the baseline 'experiments/{DIFFLOSS_NAME}' trained "
+        "with DiffLoss (its option file copy has train.diffusion_opt) and the +DiffLoss run "
+        f"'experiments/{BASELINE_NAME}' without it; give --baseline_exp experiments/{BASELINE_NAME} --diffloss_exp "
+        f'experiments/{DIFFLOSS_NAME}.')
+    assert not osp.exists(tmp_path / 'swapped')
+
+
+def test_the_report_gives_the_iterations_of_the_checkpoints_evaluated(compared):
+    root, _ = compared
+    assert yaml.safe_load(open(root / 'options' / 'train_tiny_diffloss.yml'))['train']['total_iter'] == 400
+    report = open(root / 'report' / 'report.md').read()  # trained with --iters 2
+    assert '- iterations (of the checkpoints evaluated): baseline 2, +DiffLoss 2; seed: 0' in report

@@ -1,9 +1,11 @@
-"""basicsr_diffloss.compat: repairs of basicsr 1.4.2 (seed overrides, eta, the final validation), and the split
-between it and the one exact-resume module."""
+"""basicsr_diffloss.compat: repairs of basicsr 1.4.2 (seed overrides, eta, the final validation); the split between
+it and the one exact-resume module; basicsr_diffloss.patches: the one list of what the package replaces in BasicSR."""
 import ast
 import glob
+import json
 import random
 import re
+import subprocess
 import sys
 from os import path as osp
 
@@ -13,7 +15,7 @@ import torch
 
 import basicsr.train
 from basicsr_diffloss.models import exact_resume
-from conftest import REPO, run_module, tiny_demo_run, write_options
+from conftest import REPO, run_module, run_modules_side_by_side, tiny_demo_run, write_options
 
 PACKAGE = osp.join(REPO, 'basicsr_diffloss')
 ETA = re.compile(r'\[eta: (.*?), time \(data\)')
@@ -41,26 +43,70 @@ def own_package_imports(tree):
     return found
 
 
-# 1. One resume module.
+# 1. One resume module, one list of patches.
 def test_exact_resume_is_one_module_and_compat_holds_only_basicsr_repairs():
     compat, resume = module_tree('compat.py'), module_tree(osp.join('models', 'exact_resume.py'))
-    assert not own_package_imports(compat), 'compat runs first: it must not import the rest of the package'
-    assert not own_package_imports(resume), 'exact_resume builds on basicsr (repaired by compat) alone'
+    assert own_package_imports(compat) <= {'options'}, 'compat runs first: it imports only the option checker'
     resume_names = {
         'SkipFirstOnce', 'create_train_val_dataloader', 'ReliableTrainingMixin', 'atomic_torch_save',
         'load_resume_state'
     }
     assert resume_names <= defined_names(resume)
-    assert not {'SkipFirstOnce', 'create_train_val_dataloader', 'atomic_torch_save'} & defined_names(compat)
+    assert not {'SkipFirstOnce', 'create_train_val_dataloader', 'atomic_torch_save', 'load_resume_state'} & \
+        defined_names(compat)
     assert 'resume_position' not in ast.unparse(compat)
     assert not osp.exists(osp.join(PACKAGE, 'models', 'reliable_training.py'))
-    # What train_pipeline calls: the data position and random states from exact_resume, on compat's CPU repair.
+    # What train_pipeline calls: the data position and random states from exact_resume.
     assert basicsr.train.create_train_val_dataloader is exact_resume.create_train_val_dataloader
     assert basicsr.train.load_resume_state is exact_resume.load_resume_state
-    assert exact_resume._load_resume_state.__module__ == 'basicsr_diffloss.compat'
     with open(osp.join(PACKAGE, '__init__.py')) as f:
         imports = [line for line in f if line.startswith('from . import')]
     assert imports[0].split()[3] == 'compat'
+
+
+# Run in a fresh interpreter: every basicsr (and realesrgan) module, then the package; print what changed.
+WHAT_IMPORT_CHANGES = """
+import inspect, json, sys
+import torchvision.transforms.functional
+sys.modules['torchvision.transforms.functional_tensor'] = torchvision.transforms.functional  # as compat does
+import basicsr, basicsr.models.realesrgan_model, basicsr.models.realesrnet_model, basicsr.utils.img_process_util
+try:
+    import realesrgan.models.realesrgan_model, realesrgan.models.realesrnet_model
+except ImportError:
+    pass
+
+def symbols():
+    found = {}
+    for name, module in list(sys.modules.items()):
+        if module is None or name.split('.')[0] not in ('basicsr', 'realesrgan'):
+            continue
+        for attr, value in list(vars(module).items()):
+            if attr.startswith('__') or inspect.ismodule(value):
+                continue
+            found[f'{name}.{attr}'] = value
+            if inspect.isclass(value) and value.__module__ == name:
+                found.update((f'{name}.{value.__qualname__}.{a}', v) for a, v in vars(value).items())
+    return found
+
+before = symbols()
+from basicsr_diffloss.patches import PATCHES
+after = symbols()
+changed = sorted(key for key, value in before.items() if after.get(key, value) is not value)
+listed = [(owner.__name__ if inspect.ismodule(owner) else f'{owner.__module__}.{owner.__qualname__}') + '.' + name
+          for owner, name, _, _ in PATCHES]
+print(json.dumps(dict(changed=changed, listed=listed, why=[why for *_, why in PATCHES])))
+"""
+
+
+def test_the_patch_list_is_exactly_what_importing_the_package_changes_in_basicsr():
+    result = subprocess.run([sys.executable, '-c', WHAT_IMPORT_CHANGES], capture_output=True, text=True, cwd=REPO,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    print('\n' + '\n'.join(f'{symbol}: {why}' for symbol, why in zip(report['listed'], report['why'])))
+    assert len(set(report['listed'])) == len(report['listed']), 'a symbol is replaced twice'
+    assert sorted(report['listed']) == report['changed']
+    assert all(why for why in report['why'])
 
 
 # 2. --force_yml manual_seed=N.
@@ -75,7 +121,8 @@ def saved_random_states():
 
 def parse(tmp_path, monkeypatch, *force_yml, manual_seed=0):
     option_file = tmp_path / 'seed.yml'
-    opt = {'name': 'seed', 'num_gpu': 0, 'datasets': {}, 'path': {}}
+    opt = {'name': 'seed', 'model_type': 'SRModel', 'num_gpu': 0, 'datasets': {}, 'path': {}, 'logger': {},
+           'train': {'total_iter': 1}}
     if manual_seed is not None:
         opt['manual_seed'] = manual_seed
     write_options(opt, option_file)
@@ -149,11 +196,12 @@ def test_force_yml_manual_seed_changes_the_training(tiny_training):
     root, opt = tiny_training
     opt = {key: value for key, value in opt.items() if key not in ('val', )}
     opt['datasets'] = {'train': opt['datasets']['train']}
-    _, seed0 = train(root, opt, 'seed0', '--force_yml', 'manual_seed=0')
-    output, seed1 = train(root, opt, 'seed1', '--force_yml', 'manual_seed=1')
-    _, seed1_again = train(root, opt, 'seed1_again', '--force_yml', 'manual_seed=1')
-    assert 'manual_seed: 1' in output
-    weights0, weights1, weights1_again = (latest_weights(e) for e in (seed0, seed1, seed1_again))
+    runs = [('seed0', 0), ('seed1', 1), ('seed1_again', 1)]  # trained side by side: they are independent
+    commands = [['basicsr_diffloss.train', '-opt', write_options(dict(opt, name=name), root / f'{name}.yml'),
+                 '--force_yml', f'manual_seed={seed}'] for name, seed in runs]
+    outputs = run_modules_side_by_side(*commands, cwd=root)
+    assert 'manual_seed: 1' in outputs[1]
+    weights0, weights1, weights1_again = (latest_weights(root / 'experiments' / name) for name, _ in runs)
     assert any(not torch.equal(weights0[name], weights1[name]) for name in weights0), 'seed 1 trained as seed 0'
     for name, value in weights1.items():
         assert torch.equal(value, weights1_again[name]), name

@@ -7,7 +7,10 @@ from diffusers import DDPMScheduler, UNet2DModel
 from safetensors.torch import load_file, save_file
 
 from basicsr.archs import build_network
+from basicsr_diffloss.options import OptionError
 from basicsr_diffloss.priors import DiffusionPrior
+from basicsr_diffloss.priors.compiled_graphs import donated_buffers_off
+from conftest import TINY_UNET
 
 WEIGHTS = 'diffusion_pytorch_model.safetensors'
 
@@ -117,3 +120,43 @@ def test_prior_takes_one_source(tiny_unet_config, tmp_path):
 
 def test_registered_unet_builds_from_options(tiny_unet_config):
     assert isinstance(build_network(dict(tiny_unet_config, type='UNet2DModel')), UNet2DModel)
+
+
+def test_a_unet_without_middle_block_is_refused_naming_the_option(tiny_unet_config, tmp_path):
+    """DiffLoss's h term and encoder-only passes read the middle block (diffusers allows ``mid_block_type: None``)."""
+    without = dict(tiny_unet_config, mid_block_type=None)
+    torch.manual_seed(0)
+    UNet2DModel(**without).save_pretrained(tmp_path / 'no_mid_block')
+    with pytest.raises(OptionError, match=r"option 'pretrained': the UNet of '.*no_mid_block' has no middle block "
+                                          r'\(mid_block_type None in its config.json\).*UNetMidBlock2D'):
+        DiffusionPrior(pretrained=str(tmp_path / 'no_mid_block'))
+    with pytest.raises(OptionError, match=r"option 'unet': mid_block_type None .* remove mid_block_type"):
+        DiffusionPrior(unet=without)
+
+
+def test_compile_leaves_the_process_wide_donated_buffer_flag_alone(tiny_prior, monkeypatch):
+    """``compile: true`` compiles the UNet's graphs without donated buffers (so DiffLoss can differentiate them
+    twice) by running its calls in a context, instead of turning torch's flag off for the process. Checked without
+    compiling: the stand-in for ``torch.compile`` records the flag each compiled call runs under."""
+    seen = []
+
+    def recording_compile(module):
+        def compiled_call(*args, **kwargs):
+            seen.append(torch._functorch.config.donated_buffer)
+            return module._call_impl(*args, **kwargs)
+
+        module._compiled_call_impl = compiled_call
+
+    monkeypatch.setattr(torch.nn.Module, 'compile', recording_compile)
+    before = torch._functorch.config.donated_buffer
+    prior = DiffusionPrior(unet=dict(TINY_UNET), compile=True)
+    prior.load_state_dict(tiny_prior.state_dict())
+    x_t = torch.randn(2, 3, 16, 16, requires_grad=True)
+    t = torch.tensor([10, 900])
+    eps, h = prior(x_t, t)
+    (eps.square().mean() + h.square().mean()).backward()
+    assert seen == [False] and torch._functorch.config.donated_buffer == before
+    torch.testing.assert_close(eps, tiny_prior(x_t, t)[0])
+    with donated_buffers_off():
+        assert not torch._functorch.config.donated_buffer
+    assert torch._functorch.config.donated_buffer == before

@@ -433,7 +433,7 @@ def test_inspect_prior_prints_a_table_and_writes_the_grid(tmp_path, capsys):
 def test_paper_option_file_uses_the_paper_preset_and_a_representable_prior():
     opt = load_options('options/train/paper/train_EDSR_x4_paper_diffloss.yml')
     diffusion = opt['train']['diffusion_opt']
-    assert (opt['model_type'], diffusion['type'], diffusion['preset']) == ('DiffLossSRModel', 'DiffLoss', 'paper')
+    assert (opt['model_type'], diffusion['type'], diffusion['preset']) == ('SRModel', 'DiffLoss', 'paper')
     assert opt['train']['pixel_opt']['type'] == 'MSELoss'
     prior = diffusion['prior']
     assert prior['pretrained'].endswith('256x256_diffusion_uncond.pt')

@@ -116,11 +116,14 @@ def test_without_diffusion_opt_the_registered_model_is_built_unchanged(tmp_path,
     assert type(model) is MODEL_REGISTRY.get(model_type)
 
 
-def test_sr_model_without_diffusion_opt_is_plain_srmodel(tmp_path):
-    model = build_model(model_options(tmp_path, 'DiffLossSRModel', diffusion=False))
-    model.feed_data(batch())
-    model.optimize_parameters(1)
-    assert list(model.get_current_log()) == ['l_pix']
+@pytest.mark.parametrize('model_type, plain', [('DiffLossSRModel', 'SRModel'), ('DiffLossESRGANModel', 'ESRGANModel')])
+def test_a_diffloss_model_type_without_diffusion_opt_is_refused_in_training(tmp_path, model_type, plain):
+    opt = model_options(tmp_path, model_type, diffusion=False)
+    with pytest.raises(TypeError, match=f'model_type {model_type} without train.diffusion_opt trains {plain} alone, '
+                       f'with no diffusion term: add a train.diffusion_opt block .*, or write model_type: {plain} '):
+        build_model(opt)
+    opt['is_train'] = False  # testing a trained DiffLoss model needs no diffusion_opt
+    assert type(build_model(opt)).__name__ == model_type
 
 
 def test_sr_model_logs_each_term_and_keeps_the_prior_out_of_net_g(tmp_path):

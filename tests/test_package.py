@@ -23,20 +23,9 @@ def test_everything_is_registered_on_import(registry, name):
     assert registry.get(name) is not None
 
 
-def test_a_fresh_interpreter_imports_the_package_with_basicsr_1_4_2():
-    code = ('import basicsr_diffloss, basicsr, basicsr.data.degradations; '
-            'from basicsr.utils.registry import LOSS_REGISTRY; LOSS_REGISTRY.get("DiffLoss"); print(basicsr.__version__)')
-    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == '1.4.2'
-
-
-@pytest.mark.parametrize('entry', ['basicsr_diffloss.train', 'basicsr_diffloss.test'])
-def test_entry_points_accept_basicsr_flags(entry):
-    result = subprocess.run([sys.executable, '-m', entry, '--help'], capture_output=True, text=True, cwd=REPO)
-    assert result.returncode == 0, result.stderr
-    for flag in ('-opt', '--launcher', '--auto_resume', '--debug', '--force_yml'):
-        assert flag in result.stdout
+FRESH_IMPORT = ('import basicsr_diffloss, basicsr, basicsr.data.degradations; from basicsr.utils.registry import '
+                'LOSS_REGISTRY; LOSS_REGISTRY.get("DiffLoss"); print(basicsr.__version__)')
+ENTRIES = ['basicsr_diffloss.train', 'basicsr_diffloss.test']
 
 
 # console script -> what its --help must name
@@ -58,17 +47,44 @@ def test_the_distribution_declares_every_command():
         assert entry.value.startswith('basicsr_diffloss.commands.') and callable(entry.load())
 
 
-def test_installed_commands_exist_and_run_help(tmp_path):
-    """Each command as pip installed it (in the interpreter's scripts folder), run from a folder outside the
-    repository; the five run side by side."""
+@pytest.fixture(scope='module')
+def interpreters(tmp_path_factory):
+    """The fresh interpreters the tests below check, started together (each spends seconds importing the package on
+    one core): a plain import, the two entry points' and the installed commands' ``--help`` (each command as pip
+    installed it, in the interpreter's scripts folder, run from a folder outside the repository). Maps each to
+    ``(returncode, stdout, stderr)``."""
+    outside, folder = tmp_path_factory.mktemp('outside'), sysconfig.get_path('scripts')
+    commands = {'import': ([sys.executable, '-c', FRESH_IMPORT], REPO)}
+    commands.update({entry: ([sys.executable, '-m', entry, '--help'], REPO) for entry in ENTRIES})
+    commands.update({name: ([osp.join(folder, name), '--help'], outside) for name in COMMANDS
+                     if osp.isfile(osp.join(folder, name))})
+    processes = {key: subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for key, (command, cwd) in commands.items()}
+    outputs = {key: process.communicate(timeout=300) for key, process in processes.items()}
+    return {key: (process.returncode, *outputs[key]) for key, process in processes.items()}
+
+
+def test_a_fresh_interpreter_imports_the_package_with_basicsr_1_4_2(interpreters):
+    returncode, out, err = interpreters['import']
+    assert returncode == 0, err
+    assert out.strip() == '1.4.2'
+
+
+@pytest.mark.parametrize('entry', ENTRIES)
+def test_entry_points_accept_basicsr_flags(interpreters, entry):
+    returncode, out, err = interpreters[entry]
+    assert returncode == 0, err
+    for flag in ('-opt', '--launcher', '--auto_resume', '--debug', '--force_yml'):
+        assert flag in out
+
+
+def test_installed_commands_exist_and_run_help(interpreters):
     folder = sysconfig.get_path('scripts')
     missing = [name for name in COMMANDS if not osp.isfile(osp.join(folder, name))]
     assert not missing, f'{missing} not in {folder}: reinstall with pip install --no-build-isolation -e .'
-    processes = {name: subprocess.Popen([osp.join(folder, name), '--help'], cwd=tmp_path, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True) for name in COMMANDS}
-    for name, process in processes.items():
-        out, err = process.communicate(timeout=300)
-        assert process.returncode == 0, f'{name} --help: {err}'
+    for name in COMMANDS:
+        returncode, out, err = interpreters[name]
+        assert returncode == 0, f'{name} --help: {err}'
         assert out.startswith(f'usage: {name} ')
         for flag in COMMANDS[name]:
             assert flag in out, f'{name} --help does not name {flag}'

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from basicsr_diffloss.priors import DiffusionPrior
-from conftest import REPO, TINY_UNET, load_options, run_module, write_options, write_paired_split
+from conftest import (REPO, TINY_UNET, load_options, run_module, run_modules_side_by_side, write_options,
+                      write_paired_split)
 
 LOSS_LINE = re.compile(r'iter:\s+(\d+), lr:.*?\] (l_pix: .*)$', re.M)
 
@@ -56,9 +57,10 @@ def final_weights(root, name):
 
 
 def test_resumed_run_matches_an_uninterrupted_one(workspace):
-    run_module('basicsr_diffloss.train', '-opt', tiny_options(workspace, 'straight'), cwd=workspace)
     stopped = tiny_options(workspace, 'stopped')
-    run_module('basicsr_diffloss.train', '-opt', stopped, '--force_yml', 'train:total_iter=2', cwd=workspace)
+    run_modules_side_by_side(['basicsr_diffloss.train', '-opt', tiny_options(workspace, 'straight')],
+                             ['basicsr_diffloss.train', '-opt', stopped, '--force_yml', 'train:total_iter=2'],
+                             cwd=workspace)
     output = run_module('basicsr_diffloss.train', '-opt', stopped, '--auto_resume', cwd=workspace)
     assert 'Resume: epoch 0 continues after its first 2 batches.' in output
 
@@ -79,10 +81,10 @@ STRENGTH = dict(strength={'eps': 1.0, 'h': 0.25}, strength_iters=3)
 @pytest.mark.parametrize('update', ['fixed', 'tracked'])
 def test_resume_in_the_middle_of_the_strength_calibration_matches_an_uninterrupted_run(workspace, update):
     straight_name, stopped_name = f'strength_{update}_straight', f'strength_{update}_stopped'
-    run_module('basicsr_diffloss.train', '-opt',
-               tiny_options(workspace, straight_name, strength_update=update, **STRENGTH), cwd=workspace)
     stopped = tiny_options(workspace, stopped_name, strength_update=update, **STRENGTH)
-    run_module('basicsr_diffloss.train', '-opt', stopped, '--force_yml', 'train:total_iter=2', cwd=workspace)
+    run_modules_side_by_side(
+        ['basicsr_diffloss.train', '-opt', tiny_options(workspace, straight_name, strength_update=update, **STRENGTH)],
+        ['basicsr_diffloss.train', '-opt', stopped, '--force_yml', 'train:total_iter=2'], cwd=workspace)
     output = run_module('basicsr_diffloss.train', '-opt', stopped, '--auto_resume', cwd=workspace)
     # measured over iterations 1-3 (two before the stop, one after); tracked: iteration 4 is measured too
     assert ('tracked from now on' if update == 'tracked' else 'fixed from now on') in output
@@ -95,22 +97,22 @@ def test_resume_in_the_middle_of_the_strength_calibration_matches_an_uninterrupt
 
 
 def test_two_runs_with_the_same_seed_log_identical_losses(workspace):
-    run_module('basicsr_diffloss.train', '-opt', tiny_options(workspace, 'again'), cwd=workspace)
+    runs = [['basicsr_diffloss.train', '-opt', tiny_options(workspace, 'again')]]
     if not osp.isdir(workspace / 'experiments' / 'straight'):
-        run_module('basicsr_diffloss.train', '-opt', tiny_options(workspace, 'straight'), cwd=workspace)
+        runs.append(['basicsr_diffloss.train', '-opt', tiny_options(workspace, 'straight')])
+    run_modules_side_by_side(*runs, cwd=workspace)
     assert logged_losses(workspace, 'again') == logged_losses(workspace, 'straight')
 
 
-def run_driver(root, option_file, processes):
+def start_driver(root, option_file, processes):
+    """tests/ddp_driver.py on ``option_file`` in ``root``: one process, or ``processes`` ranks under torchrun."""
     launcher = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={processes}'] \
         if processes > 1 else [sys.executable]
     extra = ['--launcher', 'pytorch'] if processes > 1 else []
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([osp.join(REPO, 'tests'), os.environ.get('PYTHONPATH', '')]),
                OMP_NUM_THREADS='1')
-    result = subprocess.run([*launcher, osp.join(REPO, 'tests', 'ddp_driver.py'), '-opt', option_file, *extra],
-                            cwd=root, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout + result.stderr
+    return subprocess.Popen([*launcher, osp.join(REPO, 'tests', 'ddp_driver.py'), '-opt', option_file, *extra],
+                            cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def relative_difference(a, b, reference):
@@ -118,19 +120,28 @@ def relative_difference(a, b, reference):
     return (diff / sum((b[k] - reference[k]).pow(2).sum() for k in b).sqrt()).item()
 
 
-def train_with_driver(workspace, folder, processes, batch, diffusion, **diffusion_options):
-    folder.mkdir()
-    os.symlink(workspace / 'datasets', folder / 'datasets')
-    option_file = tiny_options(workspace, folder.name, diffusion, deterministic_data=True, batch=batch,
-                               **diffusion_options)
-    run_driver(folder, option_file, processes)
-    return [torch.load(path) for path in sorted(glob.glob(str(folder / 'rank*.pth')))]
+def train_side_by_side(workspace, *runs):
+    """Each run ``(folder, processes, batch, diffusion, diffusion options)`` trained by tests/ddp_driver.py, all
+    started together (the interpreters' imports overlap, as in run_modules_side_by_side); each run's saved ranks."""
+    started = []
+    for folder, processes, batch, diffusion, diffusion_options in runs:
+        folder.mkdir()
+        os.symlink(workspace / 'datasets', folder / 'datasets')
+        option_file = tiny_options(workspace, folder.name, diffusion, deterministic_data=True, batch=batch,
+                                   **diffusion_options)
+        started.append((folder, start_driver(folder, option_file, processes)))
+    trained = []
+    for folder, process in started:
+        stdout, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stdout[-3000:] + stderr[-3000:]
+        trained.append([torch.load(path) for path in sorted(glob.glob(str(folder / 'rank*.pth')))])
+    return trained
 
 
 def test_two_gloo_processes_train_the_same_network_as_one(workspace, tmp_path):
     """L1 alone, same global batch (2 processes x 2 against 1 x 4): the runs agree to float rounding."""
-    ranks = train_with_driver(workspace, tmp_path / 'ddp', 2, 2, diffusion=False)
-    single, = train_with_driver(workspace, tmp_path / 'single', 1, 4, diffusion=False)
+    ranks, (single, ) = train_side_by_side(workspace, (tmp_path / 'ddp', 2, 2, False, {}),
+                                           (tmp_path / 'single', 1, 4, False, {}))
     for name, value in ranks[0]['net_g'].items():
         assert torch.equal(value, ranks[1]['net_g'][name]), name
         assert torch.equal(ranks[0]['initial'][name], single['initial'][name]), name
@@ -142,9 +153,9 @@ def test_two_gloo_processes_train_the_same_network_as_one(workspace, tmp_path):
 def test_ddp_with_diffloss_differs_from_one_process_only_by_its_noise(workspace, tmp_path):
     """DiffLoss draws different noise and t on each rank by design, so a 2-process run cannot equal a 1-process one.
     It must be as close to it as two 1-process runs whose DiffLoss draws differ (other seed)."""
-    ranks = train_with_driver(workspace, tmp_path / 'ddp', 2, 2, diffusion=True)
-    single, = train_with_driver(workspace, tmp_path / 'single', 1, 4, diffusion=True)
-    other_draws, = train_with_driver(workspace, tmp_path / 'other', 1, 4, diffusion=True, seed=12345)
+    ranks, (single, ), (other_draws, ) = train_side_by_side(workspace, (tmp_path / 'ddp', 2, 2, True, {}),
+                                                            (tmp_path / 'single', 1, 4, True, {}),
+                                                            (tmp_path / 'other', 1, 4, True, dict(seed=12345)))
     assert ranks[0]['diffloss_seed'] != ranks[1]['diffloss_seed']
     for name, value in ranks[0]['net_g'].items():
         assert torch.equal(value, ranks[1]['net_g'][name]), name
@@ -157,8 +168,8 @@ def test_ddp_with_diffloss_differs_from_one_process_only_by_its_noise(workspace,
 
 @pytest.mark.parametrize('update', ['fixed', 'tracked'])
 def test_ddp_ranks_calibrate_the_same_strength_weights_from_their_different_draws(workspace, tmp_path, update):
-    ranks = train_with_driver(workspace, tmp_path / 'ddp_strength', 2, 2, diffusion=True, strength_update=update,
-                              **STRENGTH)
+    ranks, = train_side_by_side(workspace, (tmp_path / 'ddp_strength', 2, 2, True,
+                                            dict(strength_update=update, **STRENGTH)))
     assert ranks[0]['diffloss_seed'] != ranks[1]['diffloss_seed']  # each rank draws its own noise and t
     weights = [rank['diffloss_strength_weights'] for rank in ranks]
     print(f'\nstrength weights per rank: {weights}')

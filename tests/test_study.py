@@ -83,18 +83,21 @@ def test_study_script_runs_and_reports(tmp_path, tiny_prior_folder):
                'strength_1', '--seeds', '0', '1', '--iters', '2', '--batch', '2', '--num_feat', '8', '--num_block',
                '1', '--prior', str(tiny_prior_folder), '--crop_size', '16', '--photos', str(photos), '--photo_scale',
                '1', '--log_every', '1', '--output', str(output)]
-    subprocess.run(command, check=True, cwd=tmp_path, timeout=300)
+    # The run and two refused command lines (refused before anything is written), side by side: each interpreter
+    # spends seconds importing on one core.
+    run, split, unused = (subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                           text=True)
+                          for args in (command, command[:5] + ['strength_2_split_prior'] + command[5 + 3:],
+                                       command + ['--split_prior', str(tiny_prior_folder)]))
+    run_errors, split_errors, unused_errors = (process.communicate(timeout=300)[1] for process in (run, split, unused))
+    assert run.returncode == 0, run_errors[-3000:]
     record = json.loads((output / 'runs' / 'sr4' / 'eps_s1.json').read_text())
     assert record['weight'] > 0 and set(record['metrics']) == {VALIDATION_PHOTOS[0]} and len(record['log']) == 2
     relative = json.loads((output / 'runs' / 'sr4' / 'strength_1_s0.json').read_text())
     assert set(relative['weight']) == {'l_diff_eps'} and relative['ratio'] == 1.0  # measured by DiffLoss in training
     assert cv2.imread(str(output / 'gt' / 'sr4' / f'{VALIDATION_PHOTOS[0]}.png')).shape == (160, 160, 3)  # whole
-    split = subprocess.run(command[:5] + ['strength_2_split_prior'] + command[5 + 3:], cwd=tmp_path, timeout=300,
-                           capture_output=True, text=True)
-    assert split.returncode != 0 and '--split_prior is required' in split.stderr
-    unused = subprocess.run(command + ['--split_prior', str(tiny_prior_folder)], cwd=tmp_path, timeout=300,
-                            capture_output=True, text=True)
-    assert unused.returncode != 0 and 'none of --settings uses it' in unused.stderr
+    assert split.returncode != 0 and '--split_prior is required' in split_errors
+    assert unused.returncode != 0 and 'none of --settings uses it' in unused_errors
     report = (output / 'study.md').read_text()
     assert '| eps |' in report and 'grid_sr4_eps.png' in report and (output / 'grid_sr4_eps.png').is_file()
 

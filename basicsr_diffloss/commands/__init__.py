@@ -9,5 +9,7 @@
 | ``basicsr-diffloss-convert-adm`` | ``convert_adm`` | a guided-diffusion (ADM) ``.pt`` into a diffusers folder |
 
 ``scripts/compare.py``, ``scripts/inspect_prior.py`` and ``scripts/convert_guided_diffusion.py`` call the same
-``main``. The compare command needs the ``report`` extra (matplotlib): ``pip install 'basicsr-diffloss[report]'``.
+``main``. A user's mistake ends each with one line naming the option, file or flag (``user_errors.py``;
+``--debug`` shows the traceback). The compare command needs the ``report`` extra (matplotlib):
+``pip install 'basicsr-diffloss[report]'``.
 """

@@ -12,6 +12,10 @@ files with the same ``name`` are refused before anything is trained.
 
 Compare two finished experiment folders (no training):
     basicsr-diffloss-compare --baseline_exp experiments/A --diffloss_exp experiments/B --output results/compare_AB
+The +DiffLoss run must have trained with the diffusion term (``train.diffusion_opt`` in its option copy or logged
+options, or ``l_diff_*`` in its log) and a baseline that did, beside one that did not, is refused as a swapped pair.
+The report gives the iterations of the checkpoints evaluated (``net_g_<iter>.pth``; ``net_g_latest.pth``: the
+logged ``train.total_iter``).
 
 Options:
     -opt FILE            the +DiffLoss option file (train mode).
@@ -23,6 +27,7 @@ Options:
     --output DIR         the report folder. Default: results/compare_<+DiffLoss experiment name>.
     --crops N            crops per grid. Default: 3.
     --crop_size N        crop side in GT pixels. Default: 96.
+    --debug              show the traceback of a user error instead of its one-line message.
 
 Run from the directory the option files' relative paths refer to (experiments/ is written there). The report folder
 holds report.md, table_<set>.md, grid_<set>.png, training_curves.png, metrics.json, outputs/ (restored images) and
@@ -44,17 +49,19 @@ from ..report.curves import save_training_curves
 from ..report.evaluation import comparison_metrics, evaluate, evaluation_datasets
 from ..report.grid import choose_crops, save_grid
 from ..report.markdown import metric_table, report_markdown
-from ..report.options import apply_force_yml, baseline_option_file, comparable_differences, load_option_file
+from ..option_keys import apply_force_yml
+from ..report.options import baseline_option_file, comparable_differences, load_option_file
 from ..report.pictures import require_matplotlib
 from ..report.train_log import parse_train_log
-from ..report.training import (Experiment, check_experiments, identical_weights, run_force_yml, split_name_override,
-                               train)
+from ..report.training import (Experiment, check_experiments, check_roles, identical_weights, run_force_yml,
+                               split_name_override, train)
+from .user_errors import exit_on_user_error
 
 RUN_LABELS = {'baseline': 'baseline', 'diffloss': '+DiffLoss'}
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(prog='basicsr-diffloss-compare', description=__doc__.split('\n')[0])
     parser.add_argument('-opt', help='the +DiffLoss option file (train both runs)')
     parser.add_argument('--baseline_opt', help='the baseline option file (default: derived from -opt)')
     parser.add_argument('--baseline_exp', help='a finished baseline experiment folder')
@@ -66,6 +73,7 @@ def parse_args(argv):
     parser.add_argument('--output', help='report folder (default: results/compare_<name>)')
     parser.add_argument('--crops', type=int, default=3, help='crops per grid (default: 3)')
     parser.add_argument('--crop_size', type=int, default=96, help='crop side in GT pixels (default: 96)')
+    parser.add_argument('--debug', action='store_true', help='show the traceback of a user error')
     args = parser.parse_args(argv)
     if bool(args.opt) == bool(args.baseline_exp or args.diffloss_exp):
         parser.error('give either -opt (train both runs) or --baseline_exp and --diffloss_exp (finished runs).')
@@ -135,6 +143,11 @@ def load_images(dataset_opt, outputs):
 
 
 def main(argv=None):
+    """The command: a user error ends it with one line (``--debug``: the traceback)."""
+    return exit_on_user_error('basicsr-diffloss-compare', compare, argv)
+
+
+def compare(argv):
     args = parse_args(argv)
     try:
         require_matplotlib()  # before hours of training, not after
@@ -152,6 +165,8 @@ def main(argv=None):
             name = name or apply_force_yml(experiments['diffloss'].opt, force_yml)['name']
     except ValueError as error:
         raise SystemExit(f'basicsr-diffloss-compare: error: {error}') from None
+    if not args.opt:
+        roles_warning = check_roles(experiments)
     output = args.output or osp.join('results', f'compare_{name}')
     os.makedirs(output, exist_ok=True)
     if args.opt:
@@ -159,6 +174,9 @@ def main(argv=None):
             experiments = train_both(plan, osp.join(output, 'logs'))
         except ValueError as error:
             raise SystemExit(f'basicsr-diffloss-compare: error: {error}') from None
+        roles_warning = check_roles(experiments)
+    if roles_warning:
+        print(f'WARNING: {roles_warning}.', file=sys.stderr)
     opt = apply_force_yml(experiments['diffloss'].opt, force_yml)
     datasets = evaluation_datasets(opt, load_option_file(args.datasets_from) if args.datasets_from else None)
     metrics = comparison_metrics(opt)
@@ -186,7 +204,15 @@ def main(argv=None):
 
     header = [f'- {RUN_LABELS[run]}: experiment folder `{experiment.folder}` (checkpoint `{experiment.checkpoint}`, '
               f'options `{experiment.option_file}`)' for run, experiment in experiments.items()]
-    header.append(f"- iterations: {opt['train']['total_iter']}, seed: {opt.get('manual_seed')}")
+    iterations = {run: experiment.iterations for run, experiment in experiments.items()}
+    header.append(f"- iterations (of the checkpoints evaluated): baseline {iterations['baseline']}, +DiffLoss "
+                  f"{iterations['diffloss']}; seed: {opt.get('manual_seed')}")
+    if iterations['baseline'] != iterations['diffloss']:
+        warning = 'the two checkpoints were trained for different numbers of iterations: not like for like'
+        print(f'WARNING: {warning}.', file=sys.stderr)
+        header.append(f'- **Warning**: {warning}.')
+    if roles_warning:
+        header.append(f'- **Warning**: {roles_warning}.')
     if identical_weights(experiments['baseline'].checkpoint, experiments['diffloss'].checkpoint):
         warning = ('the two checkpoints hold identical weights: the diffusion term changed nothing in this run '
                    '(e.g. train.diffusion_opt.start_iter at or beyond the iterations trained)')

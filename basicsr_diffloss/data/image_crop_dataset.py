@@ -7,6 +7,7 @@ from basicsr.utils import FileClient, imfrombytes, img2tensor, scandir
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
+from ..options import MissingFileError, OptionError
 from .image_files import IMAGE_SUFFIXES
 from .random_draws import ItemGenerators, random_augment
 
@@ -21,7 +22,7 @@ class ImageCropDataset(data.Dataset):
         scale_range (list[float]): in the train phase, each image is first resized by a factor drawn uniformly from
             this range (multi-scale crops; the factor is raised where needed so the crop fits). Default: [1, 1].
         use_hflip (bool), use_rot (bool): random flips and 90-degree rotations in the train phase. Default: True.
-        phase: ``train`` takes random crops; any other phase takes the centre crop at scale 1.
+        phase (str): set by BasicSR: ``train`` takes random crops; any other phase takes the centre crop at scale 1.
         io_backend (dict): BasicSR file client options. Default: ``{type: disk}``.
         cache_images (bool): keep decoded images in memory (for small sets read many times). Default: False.
         seed (int | None): seed of the scales, crops and flips (see ``ItemGenerators``); None follows
@@ -34,7 +35,7 @@ class ImageCropDataset(data.Dataset):
         root = opt['dataroot_gt']
         self.paths = sorted(scandir(root, suffix=IMAGE_SUFFIXES, recursive=True, full_path=True))
         if not self.paths:
-            raise FileNotFoundError(f"ImageCropDataset option 'dataroot_gt': no images in '{root}'.")
+            raise MissingFileError(f"ImageCropDataset option 'dataroot_gt': no images in '{root}'.")
         self.gt_size = int(opt['gt_size'])
         self.scale_range = [float(v) for v in opt.get('scale_range', (1, 1))]
         self.train = opt.get('phase') == 'train'
@@ -74,7 +75,7 @@ class ImageCropDataset(data.Dataset):
             crop = random_augment(crop, rng, self.opt.get('use_hflip', True), self.opt.get('use_rot', True))
         else:
             if smallest_scale > 1:
-                raise ValueError(f"ImageCropDataset option 'gt_size': {self.gt_size} is larger than {path} "
+                raise OptionError(f"ImageCropDataset option 'gt_size': {self.gt_size} is larger than {path} "
                                  f'({width}x{height}).')
             top, left = (height - self.gt_size) // 2, (width - self.gt_size) // 2
             crop = image[top:top + self.gt_size, left:left + self.gt_size]

@@ -5,25 +5,16 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from basicsr.archs import build_network
+from basicsr.utils import get_root_logger
 from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
 from ..options import OptionError, choice, flag, number, number_or_range, option_error
 from .application_schedule import ApplicationSchedule
+from .conflict_guard import ConflictGuard
+from .method_presets import PRESETS, resolve_method
 from .relative_strength import RelativeStrength
 
-# Named settings of the method options (t_range None: the whole schedule; strength: the terms whose weights are
-# multiples of the pixel loss's gradient, measured in training). 'default' is the study's choice (docs/study.md): the
-# best x4 SR setting (PSNR, HaarPSI) that does not raise NIQE beyond its standard error against L1, the eps term with
-# the score-difference gradient at t 200-800 and 2x L1's gradient; as a multiple it needs no calibration for another
-# prior. 'backprop' is the paper's gradient through the UNet at 1x. 'paper' is the authors' setting; their released
-# code ran both UNet calls under torch.no_grad(), so these weights never sent a gradient and nobody tuned them.
-PAPER = dict(eps_weight=1e-3, h_weight=1e-6, t_range=None, space='eps', gradient='backprop', t_weighting='uniform',
-             strength=None)
-DEFAULT = dict(PAPER, eps_weight=None, h_weight=0.0, t_range=(200, 800), gradient='score_difference',
-               strength=dict(eps=2.0))
-PRESETS = {'default': DEFAULT, 'backprop': dict(DEFAULT, gradient='backprop', strength=dict(eps=1.0)),
-           'paper': PAPER}
 # How the prior runs is the prior's business: these options moved from DiffLoss to DiffusionPrior.
 PRIOR_EXECUTION_OPTIONS = ('dtype', 'channels_last', 'gradient_checkpointing', 'compile')
 OUT_OF_RANGE_MODES = ('clamp', 'error')
@@ -31,6 +22,11 @@ NONFINITE_MODES = ('error', 'skip')
 SPACES = ('eps', 'x0')
 GRADIENT_MODES = ('backprop', 'score_difference')
 T_WEIGHTINGS = ('uniform', 'snr')
+# input_range is checked against the ground truth of the first batches: values beyond it by more than this share of its
+# width, or data spanning less than MIN_RANGE_SHARE of it, or unsigned data in a symmetric signed range, are an error
+RANGE_CHECK_BATCHES = 8
+RANGE_TOLERANCE = 0.01
+MIN_RANGE_SHARE = 0.2
 
 
 class NonFiniteInputError(FloatingPointError):
@@ -43,20 +39,26 @@ class DiffLoss(nn.Module):
 
     Both images are mapped to [-1, 1], noised to the same timestep t with the same noise, and passed through a frozen
     diffusion UNet. The loss compares the UNet's noise predictions (``eps`` term, "naturalness") and its middle-block
-    features (``h`` term, "semantics"). The ground-truth branch runs without gradient; the restored branch keeps its
-    graph, so the gradient reaches the restorer *through* the UNet (the authors' released code lost it under
-    ``torch.no_grad()``).
+    features (``h`` term, "semantics"). The ground-truth branch runs without gradient. How the gradient reaches the
+    restorer is option ``gradient``: by default (``score_difference``) both branches run in one call without a graph
+    and the eps term's gradient on the restored image is the difference of the two predictions; with ``backprop``
+    (the paper's) it flows *through* the UNet (the authors' released code lost it under ``torch.no_grad()``).
+    Either way a conflict guard watches, on the restorer's weights, whether the term pulls against the pixel loss
+    (``max_conflict``).
 
     Args:
         prior (dict | nn.Module): DiffusionPrior options, e.g. ``{type: DiffusionPrior, pretrained: DIR}``, or a
             built prior (to share one between losses).
-        preset (str): where ``eps_weight``, ``h_weight``, ``t_range``, ``space``, ``gradient``, ``t_weighting`` and
-            ``strength`` come from when not given. ``default`` (the eps weight from ``strength: {eps: 2.0}``, h 0,
-            [200, 800], eps, score_difference, uniform: the study's choice, docs/study.md); ``backprop`` (the same
+        preset (str): where ``eps_weight``, ``h_weight``, ``t_range``, ``space``, ``gradient``, ``t_weighting``,
+            ``strength`` and ``max_conflict`` come from when not given. ``default`` (the eps weight from
+            ``strength: {eps: 2.0}`` capped by ``max_conflict: 0.1``, h 0, [200, 800], eps, score_difference,
+            uniform: the study's choice across x4 SR, denoising and low light, docs/study.md); ``backprop`` (the same
             with the paper's gradient through the UNet, ``strength: {eps: 1.0}``); ``paper`` (1e-3, 1e-6, the whole
-            schedule, eps, backprop, uniform, no strength). A preset's strength applies to the terms given no
-            absolute weight: ``eps_weight: 3.5`` under ``default`` is an absolute eps weight, ``h_weight: 0.5`` adds
-            an absolute h term beside the preset's relative eps. Default: ``default``.
+            schedule, eps, backprop, uniform, absolute weights, the guard warning at 0.1). A term is relative or
+            absolute, never both (losses/method_presets.py): one named in ``strength`` is relative, one given
+            ``eps_weight``/``h_weight`` absolute, any other keeps the preset's rule, so ``strength: {h: 0.25}`` keeps
+            the default's relative eps term and ``eps_weight: 3.5`` makes eps absolute. The start-up log says in one
+            line what was resolved and where each part came from. Default: ``default``.
         loss_weight (float): multiplies every term. Default: 1.0.
         eps_weight (float): weight of ``mean((eps(y_t) - eps(x_t))^2)``. Default: the preset's (for ``default`` and
             ``backprop``: set by their ``strength``).
@@ -115,6 +117,17 @@ class DiffLoss(nn.Module):
             term's gradient shrinks faster than L1's; the study found it no better than a larger fixed multiple).
             Default: ``fixed``. Both are an error without relative weights.
 
+    The conflict guard (losses/conflict_guard.py), in training, where the model passes the restorer's parameters:
+        max_conflict (float | false): the largest share of the pixel loss's descent a diffusion term may cancel on the
+            restorer's weights, ``-<g_pix, g_term> / ||g_pix||^2`` (0: none; 1: the pixel loss stops falling).
+            Relative weights (``strength``) are capped to it, averaged over about 5 checks; any weight above it for 3
+            checks running gives a warning naming the options to lower. ``conflict_<term>`` and ``cos_<term>`` (the
+            cosine of the two gradients) are logged with every printed line; ``false`` turns the guard off. Default:
+            the preset's (0.1).
+        guard_every (int | None): iterations between the guard's checks (each costs a backward pass of the
+            restorer per term), besides every application of the ``strength`` window. Default: None, the logger's
+            ``print_freq`` (100 outside a model).
+
     When the term is applied (ApplicationSchedule): ``start_iter`` (0), ``warmup_iters`` (0), ``every`` (1) and
     ``probability`` (1.0); skipped iterations cost nothing and log no diffusion term. The iteration comes from the
     model (``terms(..., current_iter)``); without it the loss counts its own calls.
@@ -124,39 +137,29 @@ class DiffLoss(nn.Module):
     says so. The ground-truth branch always runs without a graph. With ``eps_weight: 0`` the UNet stops after its
     middle block (encoder only: about half the cost).
 
-    ``forward(pred, target)`` returns the weighted sum; ``terms(pred, target, current_iter=None)`` returns each
-    weighted term (``l_diff_eps`` or ``l_diff_x0``, ``l_diff_h``) for logging; it is empty on skipped iterations.
+    ``forward(pred, target)`` returns the weighted sum; ``terms(pred, target, current_iter=None, reference=None,
+    parameters=None)`` returns each weighted term (``l_diff_eps`` or ``l_diff_x0``, ``l_diff_h``) for logging; it is empty on skipped iterations.
     """
 
     def __init__(self, prior, preset='default', loss_weight=1.0, eps_weight=None, h_weight=None, t_range=None,
                  num_samples=1, crop_size=None, input_range=(0, 1), out_of_range='clamp', nonfinite='error',
                  seed=None, space=None, gradient=None, t_weighting=None, augment=False, start_iter=0,
                  warmup_iters=0, every=1, probability=1.0, strength=None, strength_iters=None,
-                 strength_update=None, **unknown):
+                 strength_update=None, max_conflict=None, guard_every=None, **unknown):
         super().__init__()
         _refuse_unknown_options(unknown)
-        choice('DiffLoss', 'preset', preset, PRESETS)
+        method, sources = resolve_method(preset, dict(
+            eps_weight=eps_weight, h_weight=h_weight, t_range=t_range, space=space, gradient=gradient,
+            t_weighting=t_weighting, strength=strength, max_conflict=max_conflict))
         self.prior = prior if isinstance(prior, nn.Module) else build_network(dict(prior))
         self.prior.check_unconditional("DiffLoss option 'prior'")
-        given = dict(eps_weight=eps_weight, h_weight=h_weight, t_range=t_range, space=space, gradient=gradient,
-                     t_weighting=t_weighting)
-        if strength is None and PRESETS[preset]['strength']:  # the preset's, for the terms given no absolute weight
-            strength = {term: multiple for term, multiple in PRESETS[preset]['strength'].items()
-                        if given[f'{term}_weight'] is None} or None
-        elif strength is not None:
-            for term in ('eps', 'h'):
-                if term in strength and given[f'{term}_weight'] is not None:
-                    raise OptionError(f"DiffLoss options '{term}_weight' and 'strength.{term}' both set the {term} "
-                                      "term's weight: keep one (strength: relative to the pixel loss's gradient).")
-        eps_weight, h_weight, t_range, space, gradient, t_weighting = (
-            PRESETS[preset][name] if value is None else value for name, value in given.items())
         self.loss_weight = number('DiffLoss', 'loss_weight', loss_weight, minimum=0)
-        self.space = choice('DiffLoss', 'space', space, SPACES)
+        self.space = choice('DiffLoss', 'space', method['space'], SPACES)
         self.strength = None
         names = {'eps': f'l_diff_{self.space}', 'h': 'l_diff_h'}
-        if strength is not None:
-            self.strength = RelativeStrength(strength, 50 if strength_iters is None else strength_iters, names,
-                                             strength_update or 'fixed')
+        if method['strength'] is not None:
+            self.strength = RelativeStrength(method['strength'], 50 if strength_iters is None else strength_iters,
+                                             names, strength_update or 'fixed')
         else:
             unused = [name for name, value in (('strength_iters', strength_iters), ('strength_update', strength_update))
                       if value is not None]
@@ -165,12 +168,14 @@ class DiffLoss(nn.Module):
                                   "'strength' (e.g. strength: {eps: 1.0}), or remove them.")
         relative = self.strength.strength if self.strength is not None else {}
         self.weights = OrderedDict(
-            (name, 1.0 if name in relative else 0.0 if term in (strength or {}) else
-             number('DiffLoss', f'{term}_weight', weight, minimum=0))
-            for (term, name), weight in zip(names.items(), (eps_weight, h_weight)))
+            (name, 1.0 if name in relative else 0.0 if term in (method['strength'] or {}) else
+             number('DiffLoss', f'{term}_weight', method[f'{term}_weight'], minimum=0))
+            for term, name in names.items())
         if not any(self.weights.values()):
             raise OptionError("DiffLoss options 'eps_weight' and 'h_weight' are both 0: set at least one above 0, or "
                               'remove the DiffLoss entry.')
+        t_range, space, gradient, t_weighting = (method[name] for name in ('t_range', 'space', 'gradient',
+                                                                           't_weighting'))
         self.t_range = self._timestep_range(t_range)
         self.num_samples = number('DiffLoss', 'num_samples', num_samples, minimum=1, integer=True)
         self.crop_size = None if crop_size is None else self._crop_size(crop_size)
@@ -178,6 +183,7 @@ class DiffLoss(nn.Module):
         if not low < high:
             raise option_error('DiffLoss', 'input_range', input_range, 'must be [low, high] with low < high.')
         self.input_range = (low, high)
+        self._range_seen, self._range_checks = (), 0  # the ground truth's range over the first batches
         self.out_of_range = choice('DiffLoss', 'out_of_range', out_of_range, OUT_OF_RANGE_MODES)
         self.nonfinite = choice('DiffLoss', 'nonfinite', nonfinite, NONFINITE_MODES)
         self.gradient = choice('DiffLoss', 'gradient', gradient, GRADIENT_MODES)
@@ -187,6 +193,37 @@ class DiffLoss(nn.Module):
         self._calls = 0
         self.seed = torch.initial_seed() if seed is None else number('DiffLoss', 'seed', seed, minimum=0, integer=True)
         self._generator = None
+        self.guard = None
+        if method['max_conflict'] is not False:
+            self.guard = ConflictGuard(number('DiffLoss', 'max_conflict', method['max_conflict'], minimum=0,
+                                              maximum=1), 100, list(self.weights))
+        if guard_every is not None:
+            if self.guard is None:
+                raise OptionError("DiffLoss option 'guard_every' takes effect only with the guard, which "
+                                  "'max_conflict: false' turns off: give a number (e.g. 0.1), or remove 'guard_every'.")
+            self.guard.every = number('DiffLoss', 'guard_every', guard_every, minimum=1, integer=True)
+        self.guard_every_given = guard_every is not None
+        get_root_logger().info(f'DiffLoss method: {self.describe(sources)}')
+
+    def describe(self, sources):
+        """One line: the gradient, space, t range and weighting, each term's weight rule, and where each came from."""
+        def source(name):
+            return f' ({sources[name]})' if sources[name] != 'given' else ''
+
+        rules = []
+        for term, name in zip(('eps', 'h'), self.weights):
+            key = f'{term}_weight'
+            if self.strength is not None and name in self.strength.strength:
+                rules.append(f"{name} {self.strength.strength[name]:g} x the pixel loss's gradient ({sources[key]})")
+            elif self.weights[name]:
+                rules.append(f'{name} weight {self.weights[name]:g}{source(key)}')
+            else:
+                rules.append(f'{name} off{source(key)}')
+        guard = ('no conflict guard (max_conflict false)' if self.guard is None else
+                 f'max_conflict {self.guard.max_conflict:g}{source("max_conflict")}')
+        return (f'gradient {self.gradient}{source("gradient")}, space {self.space}{source("space")}, t_range '
+                f'{list(self.t_range)}{source("t_range")}, t_weighting {self.t_weighting}{source("t_weighting")}; '
+                f'{"; ".join(rules)}; {guard}; loss_weight {self.loss_weight:g}.')
 
     def _timestep_range(self, t_range):
         """``t_range`` (None: the whole schedule) as a checked ``(low, high)``."""
@@ -241,6 +278,32 @@ class DiffLoss(nn.Module):
             raise NonFiniteInputError(f"DiffLoss: {' and '.join(bad)} hold NaN or Inf (on this or another rank). "
                                       "Set DiffLoss option 'nonfinite: skip' to skip such steps.")
 
+    def _check_input_range(self, target):
+        """Over the first ``RANGE_CHECK_BATCHES`` calls, the ground truth's values against ``input_range``: values
+        beyond it, or data that fills a tiny part of it (``[0, 255]`` declared for [0, 1] images, where the prior would
+        see nearly black images while relative strength hides it by a huge weight), are an error naming the option."""
+        if self._range_seen is None:
+            return
+        low, high = self.input_range
+        seen_low, seen_high = target.min().item(), target.max().item()
+        if self._range_seen:
+            seen_low, seen_high = min(seen_low, self._range_seen[0]), max(seen_high, self._range_seen[1])
+        self._range_seen = (seen_low, seen_high)
+        width = high - low
+        fix = ("Set DiffLoss option 'input_range' to the range of your images (BasicSR's datasets give [0, 1]: the "
+               'default).')
+        if seen_low < low - RANGE_TOLERANCE * width or seen_high > high + RANGE_TOLERANCE * width:
+            raise OptionError(f"DiffLoss option 'input_range': {[low, high]} but the ground truth holds values in "
+                              f'[{seen_low:.4g}, {seen_high:.4g}]. {fix}')
+        self._range_checks += 1
+        if self._range_checks < RANGE_CHECK_BATCHES:
+            return
+        self._range_seen = None  # checked
+        if seen_high - seen_low < MIN_RANGE_SHARE * width or (low < 0 <= seen_low and high > 0 and low == -high):
+            raise OptionError(f"DiffLoss option 'input_range': {[low, high]} but the ground truth of the first "
+                              f'{RANGE_CHECK_BATCHES} batches spans only [{seen_low:.4g}, {seen_high:.4g}]: the prior '
+                              f'would see images squeezed into part of its [-1, 1]. {fix}')
+
     def _within_range(self, image, name):
         low, high = self.input_range
         if self.out_of_range == 'clamp':
@@ -285,19 +348,26 @@ class DiffLoss(nn.Module):
         surrogate = (2 * weights * difference.detach() * y0).sum() / difference.numel()
         return value.detach() + surrogate - surrogate.detach()
 
-    def terms(self, pred, target, current_iter=None, reference=None):
+    def terms(self, pred, target, current_iter=None, reference=None, parameters=None):
         """Each weighted diffusion term, as an OrderedDict of scalar tensors (only the terms with weight > 0; none on
         the iterations the schedule skips). ``current_iter``: the training iteration (1-based), for the schedule.
-        ``reference``: the model's pixel loss on ``pred``, the reference of option ``strength`` (default: L1)."""
+        ``reference``: the model's pixel loss on ``pred``, the reference of option ``strength`` and of the conflict
+        guard (default: L1). ``parameters``: the restorer's trainable parameters, on which the guard measures (without
+        them it never checks)."""
         if pred.shape != target.shape:
             raise ValueError(f'DiffLoss: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape.')
         self._check_finite(pred, target)
+        self._check_input_range(target)
         self._calls += 1
+        if not self.loss_weight:  # every term is 0: the prior is not run (the model warns at start-up)
+            return OrderedDict()
         scale = self.schedule.scale(self._calls if current_iter is None else current_iter, self._rng())
         measuring = self.strength is not None and self.strength.measuring
-        if not scale:
+        if not scale:  # every rank takes part in the all-reduced measurements, also one that skips the term
             if measuring:
                 self.strength.measure(None, None, pred)
+            if self.guard is not None and parameters is not None and (measuring or self.guard.due(current_iter)):
+                self.guard.measure(None, None, parameters)
             return OrderedDict()
         output, gt = pred, target
         pred, target = self.prior.fit_size([self._within_range(pred, 'pred'),
@@ -335,14 +405,28 @@ class DiffLoss(nn.Module):
         if with_h:
             distances['l_diff_h'] = self._distance(h_pred, h_target, weights)
         term_weights = dict(self.weights)
+        live = torch.is_grad_enabled() and output.requires_grad
+        checking = (self.guard is not None and parameters is not None and live
+                    and (measuring or self.guard.due(current_iter)))
+        if live and reference is None and (measuring or checking):
+            reference = F.l1_loss(output, gt)
         if self.strength is not None:
-            if measuring and torch.is_grad_enabled() and output.requires_grad:
-                reference = F.l1_loss(output, gt) if reference is None else reference
+            if measuring and live:
                 self.strength.measure(reference, distances, output)
             if self.strength.weights is None:
                 raise OptionError("DiffLoss option 'strength': no weight measured yet; the first calls must have the "
                                   'restored image with its gradient (as in training).')
             term_weights.update(self.strength.weights)
+        if checking:
+            self.guard.measure(reference, distances, parameters)
+        uncapped = {}
+        if self.guard is not None and self.strength is not None and self.loss_weight:
+            uncapped = {name: self.loss_weight * term_weights[name] for name in self.strength.strength}
+            for name in self.strength.strength:
+                term_weights[name] = min(term_weights[name], self.guard.cap(name) / self.loss_weight)
+        if checking:
+            self.guard.report({name: self.loss_weight * term_weights[name] for name in distances},
+                              uncapped, current_iter)
         return OrderedDict((name, self.loss_weight * term_weights[name] * scale * distance)
                            for name, distance in distances.items())
 
@@ -359,4 +443,4 @@ def _refuse_unknown_options(unknown):
         raise OptionError(f"DiffLoss options {moved} choose how the prior runs and belong to the prior now: write them "
                           f'under prior, e.g. prior: {{type: DiffusionPrior, pretrained: ..., {written}}}.')
     if unknown:
-        raise OptionError(f'DiffLoss has no option(s) {sorted(unknown)}; see the DiffLoss options in README.md.')
+        raise OptionError(f'DiffLoss has no option(s) {sorted(unknown)}; see the DiffLoss options in docs/options.md.')

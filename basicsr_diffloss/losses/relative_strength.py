@@ -4,6 +4,7 @@ import torch.distributed as dist
 from basicsr.utils import get_root_logger
 
 from ..options import choice, number, option_error
+from ..priors.compiled_graphs import donated_buffers_off
 
 UPDATES = ('fixed', 'tracked')
 
@@ -64,8 +65,9 @@ class RelativeStrength:
         norms = [0.0] * (2 + len(self.strength))  # contributing ranks, reference, terms
         if reference is not None:
             tensors = [reference] + [distances[name] for name in self.strength]
-            norms = [1.0] + [torch.autograd.grad(value, output, retain_graph=True)[0].norm().item()
-                             for value in tensors]
+            with donated_buffers_off():  # a compiled prior's graph is differentiated again by the training step
+                norms = [1.0] + [torch.autograd.grad(value, output, retain_graph=True)[0].norm().item()
+                                 for value in tensors]
         totals = torch.tensor(norms, dtype=torch.float64)
         if dist.is_available() and dist.is_initialized():
             totals = totals.to(output.device)

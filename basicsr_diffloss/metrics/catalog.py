@@ -21,6 +21,7 @@ METRICS = {
     'niqe': MetricInfo('NIQE', 'lower', ('calculate_niqe_or_nan', 'calculate_niqe')),
     'haarpsi': MetricInfo('HaarPSI', 'higher', ('calculate_haarpsi', )),
     'gmsd': MetricInfo('GMSD', 'lower', ('calculate_gmsd', )),
+    'ciede2000': MetricInfo('CIEDE2000', 'lower', ('calculate_ciede2000', )),
     'ms_ssim': MetricInfo('MS-SSIM', 'higher', ('calculate_ms_ssim', )),
     'lpips': MetricInfo('LPIPS', 'lower', ('calculate_lpips', )),
     'dists': MetricInfo('DISTS', 'lower', ('calculate_dists', )),

@@ -1,6 +1,7 @@
 """BasicSR's paired-restoration models with DiffLoss added through ``train.diffusion_opt``."""
 from collections import OrderedDict
 
+import torch
 from basicsr.losses import build_loss
 from basicsr.models.esrgan_model import ESRGANModel
 from basicsr.models.sr_model import SRModel
@@ -25,10 +26,11 @@ class PixelAndDiffusionLoss(nn.Module):
     own pixel key, which is how DiffusionConstraintMixin finds that key.
     """
 
-    def __init__(self, pixel, diffusion):
+    def __init__(self, pixel, diffusion, parameters=None):
         super().__init__()
         self.pixel = pixel
         self.diffusion = diffusion
+        self.parameters_judged = parameters  # the restorer's trainable parameters, where DiffLoss's guard measures
         self.last_terms = OrderedDict()
         self.last_total = None
         self.current_iter = None  # set by the model before each step, for DiffLoss's application schedule
@@ -37,7 +39,8 @@ class PixelAndDiffusionLoss(nn.Module):
         terms = OrderedDict()
         if self.pixel is not None:
             terms['l_pix'] = self.pixel(output, gt)
-        terms.update(self.diffusion.terms(output, gt, self.current_iter, reference=terms.get('l_pix')))
+        terms.update(self.diffusion.terms(output, gt, self.current_iter, reference=terms.get('l_pix'),
+                                          parameters=self.parameters_judged))
         self.last_terms = terms
         if not terms:  # no pixel loss and an iteration the diffusion schedule skips: a zero that keeps the graph
             self.last_total = output.sum() * 0
@@ -101,7 +104,11 @@ class DiffusionConstraintMixin:
                             'RealESRNetModel, RealESRGANModel, ...) or remove train.diffusion_opt.')
         self.cri_diff = build_loss(diffusion_opt).to(self.device)
         self._check_diffusion_options()
-        self.cri_pix = PixelAndDiffusionLoss(self.cri_pix, self.cri_diff)
+        guard = self.cri_diff.guard
+        if guard is not None and not self.cri_diff.guard_every_given:  # the guard checks where the log prints
+            guard.every = (self.opt.get('logger') or {}).get('print_freq', guard.every)
+        self.cri_pix = PixelAndDiffusionLoss(self.cri_pix, self.cri_diff,
+                                             [param for param in self.net_g.parameters() if param.requires_grad])
 
     def _check_diffusion_options(self):
         prior_channels = self.cri_diff.prior.in_channels
@@ -124,6 +131,9 @@ class DiffusionConstraintMixin:
             terms, total = self.cri_pix.pop_terms()
             if terms:
                 loss_dict = split_pixel_entry(loss_dict, terms, total)
+            if self.cri_diff.guard is not None:  # the latest check, on every line the log prints
+                loss_dict.update((name, torch.tensor(value, device=self.device))
+                                 for name, value in self.cri_diff.guard.last.items())
         return super().reduce_loss_dict(loss_dict)
 
     def optimize_parameters(self, current_iter):

@@ -1,7 +1,11 @@
 """Exact resume: a run stopped at iteration N and resumed reaches the same weights at N+k as one that never stopped.
 
-Three pieces, all here:
+Four pieces, all here:
 
+- **Reading the state.** :func:`load_resume_state` loads ``path.resume_state`` or, with ``--auto_resume``, the
+  newest readable ``<iter>.state`` (skipping, with a warning saying why, a truncated or empty newer one), on the CPU
+  on a machine without CUDA, and refuses in one line a file that is no training state (a ``.pth`` network, a
+  truncated file) or a state of another experiment.
 - **Random states.** :class:`ReliableTrainingMixin` adds every rank's random states (python, numpy, torch, CUDA, and
   the DiffLoss generator when the model has ``cri_diff``) to BasicSR's training state and restores them on resume,
   each rank its own.
@@ -11,20 +15,25 @@ Three pieces, all here:
 - **States that survive a crash.** Checkpoints and training states are written through :func:`atomic_torch_save`.
 
 Exact with ``num_worker_per_gpu: 0`` (BasicSR re-seeds data workers identically every epoch, so with workers the
-augmentations of the resumed epoch differ) and with the same number of processes. The repairs this builds on (resume
-on a machine without CUDA, DDP on the CPU) are in ``basicsr_diffloss.compat``, imported before this module.
+augmentations of the resumed epoch differ) and with the same number of processes. ``basicsr_diffloss.patches``
+installs :func:`load_resume_state` and :func:`create_train_val_dataloader` in ``basicsr.train``.
 """
 import os
 import random
+import sys
 from contextlib import contextmanager
+
+from os import path as osp
 
 import basicsr.train
 import numpy as np
 import torch
 import torch.distributed as dist
-from basicsr.utils import get_root_logger
+from basicsr.utils import check_resume, get_root_logger, scandir
 
-_load_resume_state = basicsr.train.load_resume_state  # basicsr_diffloss.compat's, which works without CUDA
+from ..compat import resume_device
+from ..options import OptionError
+
 _basicsr_create_train_val_dataloader = basicsr.train.create_train_val_dataloader
 
 
@@ -76,6 +85,7 @@ class ReliableTrainingMixin:
             'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             'diffloss': diffloss.rng_state() if diffloss is not None else None,
             'diffloss_strength': diffloss.strength.state_dict() if diffloss is not None and diffloss.strength else None,
+            'diffloss_guard': diffloss.guard.state_dict() if diffloss is not None and diffloss.guard else None,
         }
 
     def save_training_state(self, epoch, current_iter):
@@ -119,13 +129,109 @@ class ReliableTrainingMixin:
             diffloss.set_rng_state(state['diffloss'])
         if diffloss is not None and diffloss.strength and state.get('diffloss_strength'):
             diffloss.strength.load_state_dict(state['diffloss_strength'])
+        if diffloss is not None and diffloss.guard and state.get('diffloss_guard'):
+            diffloss.guard.load_state_dict(state['diffloss_guard'])
+
+
+class UnreadableState(Exception):
+    """A file that cannot be resumed from; the message says why."""
+
+
+def _read_state(path, device):
+    """The training state in ``path``; UnreadableState when it is empty, truncated or not a training state."""
+    if osp.getsize(path) == 0:
+        raise UnreadableState('it is empty (0 bytes)')
+    try:
+        # The state holds optimizer, scheduler and random states written by this same pipeline.
+        state = torch.load(path, map_location=device, weights_only=False)
+    except Exception as error:  # noqa: BLE001  (torch raises RuntimeError, EOFError, pickle errors, ... here)
+        reason = str(error).strip().splitlines()[0].split('. ')[0] if str(error).strip() else type(error).__name__
+        raise UnreadableState(f'it is truncated or not a torch file ({reason})') from error
+    if not isinstance(state, dict) or not {'iter', 'epoch', 'optimizers'} <= set(state):
+        network = isinstance(state, dict) and any(key.startswith('params') for key in state)
+        raise UnreadableState('it holds network weights (a net_g_*.pth), not a training state: give a '
+                              "training_states/<iter>.state, or load weights alone with path.pretrain_network_g"
+                              if network else 'it is not a training state (no iter, epoch and optimizers)')
+    return state
+
+
+def _states_newest_first(opt):
+    """The ``<iter>.state`` files under ``experiments/<name>/training_states``, newest iteration first."""
+    folder = osp.join(opt['root_path'], 'experiments', opt['name'], 'training_states')
+    if not osp.isdir(folder):
+        return []
+    found = [name for name in scandir(folder, suffix='state', recursive=False) if name[:-len('.state')].isdigit()]
+    return [osp.join(folder, name) for name in sorted(found, key=lambda name: -int(name[:-len('.state')]))]
+
+
+def _experiment_problem(opt, path, state):
+    """Why ``state`` (read from ``path``) cannot resume this experiment, or None: it must lie in (or come from) this
+    experiment's training_states, and the networks of its iteration must be in this experiment's models folder."""
+    folder = osp.dirname(osp.abspath(path))
+    owner = osp.basename(osp.dirname(folder))
+    if osp.basename(folder) == 'training_states' and owner != opt['name']:
+        return (f"it is a state of experiment '{owner}' and this run is named '{opt['name']}' (its weights would come "
+                f"from experiments/{opt['name']}/models); resume with name: {owner}, or give a state of this run")
+    models = osp.join(opt['root_path'], 'experiments', opt['name'], 'models')
+    for key in opt:
+        network = key[len('network_'):] if key.startswith('network_') else None
+        checkpoint = osp.join(models, f"net_{network}_{state['iter']}.pth")
+        if network and not osp.isfile(checkpoint):
+            return (f"iteration {state['iter']} has no {checkpoint} to resume the weights from; give a state of "
+                    'this experiment whose checkpoint exists')
+    return None
+
+
+_deferred_warnings = []  # logged once BasicSR has opened the log file (create_train_val_dataloader)
 
 
 def load_resume_state(opt):
-    """The training state to resume from (or None), recording its position as ``opt['resume_position']``."""
-    state = _load_resume_state(opt)
-    if state is not None:
-        opt['resume_position'] = (state['epoch'], state['iter'])
+    """The training state to resume from (or None), recording its position as ``opt['resume_position']``.
+
+    ``--auto_resume`` takes the newest state that can be read and resumed and warns about each newer one it skipped
+    and why; ``path.resume_state`` must be a readable training state of this experiment. Called by train_pipeline
+    before its log file exists, so the warnings are logged with the data loaders' first lines.
+    """
+    device = resume_device()
+    if opt['auto_resume']:
+        candidates = _states_newest_first(opt)
+        state = path = None
+        for candidate in candidates:
+            try:
+                state = _read_state(candidate, device)
+                problem = _experiment_problem(opt, candidate, state)
+                if problem:
+                    raise UnreadableState(problem)
+            except UnreadableState as reason:
+                state = None
+                message = f"--auto_resume: skipped '{candidate}': {reason}."
+                _deferred_warnings.append(message)
+                print(f'WARNING: {message}', file=sys.stderr, flush=True)
+                continue
+            path = candidate
+            break
+        if candidates and state is None:
+            raise OptionError(f"--auto_resume: none of the {len(candidates)} states under experiments/{opt['name']}/"
+                              'training_states can be resumed from (see the warnings above); remove them to train '
+                              'from the start.')
+        if state is None:
+            return None
+        opt['path']['resume_state'] = path
+    else:
+        path = opt['path'].get('resume_state')
+        if not path:
+            return None
+        if not osp.isfile(path):
+            raise OptionError(f"path.resume_state: '{path}' is not a file.")
+        try:
+            state = _read_state(path, device)
+        except UnreadableState as reason:
+            raise OptionError(f"path.resume_state: '{path}' cannot be resumed from: {reason}.") from None
+        problem = _experiment_problem(opt, path, state)
+        if problem:
+            raise OptionError(f"path.resume_state: '{path}' cannot be resumed from: {problem}.")
+    check_resume(opt, state['iter'])
+    opt['resume_position'] = (state['epoch'], state['iter'])
     return state
 
 
@@ -149,6 +255,8 @@ class SkipFirstOnce:
 
 def create_train_val_dataloader(opt, logger):
     """BasicSR's loaders; after a resume, the first epoch continues after the batches already trained on."""
+    while _deferred_warnings:
+        logger.warning(_deferred_warnings.pop(0))
     result = _basicsr_create_train_val_dataloader(opt, logger)
     train_loader = result[0]
     if opt.get('resume_position') and train_loader is not None:
@@ -159,7 +267,3 @@ def create_train_val_dataloader(opt, logger):
             batch_sampler.sampler = SkipFirstOnce(batch_sampler.sampler, done * batch_sampler.batch_size)
             logger.info(f'Resume: epoch {epoch} continues after its first {done} batches.')
     return result
-
-
-basicsr.train.load_resume_state = load_resume_state
-basicsr.train.create_train_val_dataloader = create_train_val_dataloader

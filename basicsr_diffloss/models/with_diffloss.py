@@ -15,20 +15,21 @@ resume and NaN-aware validation. ``SRModel`` and ``ESRGANModel`` give the regist
 A model that cannot take the term fails here, before anything is built: one whose training step never reaches
 ``self.cri_pix`` (it judges the output elsewhere), and, once built, one without a ``cri_pix`` slot
 (DiffusionConstraintMixin). A model with a validation of its own (other than SRModel's, or Real-ESRGAN's, which only
-turns off ``is_train``) keeps it, and the log says that its metrics are not NaN-aware.
+turns off ``is_train``) keeps it, and the log says that its metrics are not NaN-aware. In training, a DiffLoss
+model type (``DiffLossSRModel``, ``DiffLossESRGANModel``) without ``train.diffusion_opt`` is an error: it would train
+without the term. ``basicsr_diffloss.patches`` installs :func:`build_model` in BasicSR.
 """
 import inspect
 from copy import deepcopy
 from urllib.error import URLError
 
-import basicsr.models
-import basicsr.test
 from basicsr.archs import vgg_arch
 from basicsr.models.esrgan_model import ESRGANModel
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from ..options import UserError
 from .diffloss_model import DiffLossESRGANModel, DiffLossSRModel, DiffusionConstraintMixin
 from .diffusion_prior_model import DiffusionPriorModel
 from .exact_resume import ReliableTrainingMixin
@@ -37,6 +38,10 @@ from .validation import ValidationMixin
 # Validations that are SRModel's with is_train turned off around it (ValidationMixin does the same).
 SRMODEL_LIKE_VALIDATIONS = {'RealESRNetModel', 'RealESRGANModel'}
 _combined = {SRModel: DiffLossSRModel, ESRGANModel: DiffLossESRGANModel}
+
+
+class ModelTypeError(UserError, TypeError):
+    """A model type that cannot train with the option file's ``train.diffusion_opt`` (or lack of it)."""
 
 
 def _names(code):
@@ -82,10 +87,10 @@ def with_diffloss(model_class, model_type=None):
     if issubclass(model_class, DiffusionConstraintMixin):
         return model_class
     if issubclass(model_class, DiffusionPriorModel):
-        raise TypeError(f'train.diffusion_opt: model_type {model_type} trains a diffusion prior, not a restorer; '
+        raise ModelTypeError(f'train.diffusion_opt: model_type {model_type} trains a diffusion prior, not a restorer; '
                         'remove train.diffusion_opt.')
     if not _reaches_cri_pix(model_class):
-        raise TypeError(f'train.diffusion_opt: model_type {model_type} ({model_class.__module__}) judges the '
+        raise ModelTypeError(f'train.diffusion_opt: model_type {model_type} ({model_class.__module__}) judges the '
                         "restorer's output without self.cri_pix: its optimize_parameters never uses the pixel-loss "
                         'slot through which DiffLoss joins a BasicSR training step, so the term would never be '
                         'applied. Use a model that calls self.cri_pix(output, gt) (SRModel, ESRGANModel, '
@@ -118,17 +123,23 @@ def build_model(opt):
     opt = deepcopy(opt)
     model_class = MODEL_REGISTRY.get(opt['model_type'])
     logger = get_root_logger()
-    if (opt.get('train') or {}).get('diffusion_opt'):
+    diffusion_opt = (opt.get('train') or {}).get('diffusion_opt')
+    if diffusion_opt:
         model_class = with_diffloss(model_class, opt['model_type'])
+        if diffusion_opt.get('loss_weight') == 0:
+            logger.warning('train.diffusion_opt.loss_weight: 0 multiplies every diffusion term by 0, yet the prior '
+                           'still runs at every step; remove train.diffusion_opt for a run without the term.')
         if not issubclass(model_class, ValidationMixin):
             logger.warning(f"{opt['model_type']} validates with its own nondist_validation, which is kept: its "
                            'metric means are not NaN-aware and val.prior_diagnostics is not drawn.')
+    elif opt.get('is_train') and issubclass(model_class, DiffusionConstraintMixin):
+        plain = next(klass for klass in model_class.__mro__ if klass in _combined).__name__
+        raise ModelTypeError(f"model_type {opt['model_type']} without train.diffusion_opt trains {plain} alone, "
+                             'with no diffusion term: add a train.diffusion_opt block (README), or write model_type: '
+                             f'{plain} for a run without DiffLoss.')
     try:
         model = model_class(opt)
     except URLError as error:
         raise _vgg_weights_error(opt, error) from error
     logger.info(f'Model [{model.__class__.__name__}] is created.')
     return model
-
-
-basicsr.models.build_model = basicsr.test.build_model = build_model  # basicsr.train's: compat.build_model calls it

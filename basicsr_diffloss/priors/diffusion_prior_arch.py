@@ -6,15 +6,18 @@ its predictions (eps, x0). Its weights come from a loader: a diffusers folder (d
 Diffusion-family pipeline folder (stable_diffusion.py), a guided-diffusion checkpoint (guided_diffusion.py) or the
 shipped default (default_prior.py).
 """
+from contextlib import nullcontext
 from os import path as osp
 
 import torch
 import torch.nn.functional as F
+from basicsr.utils import get_root_logger
 from basicsr.utils.registry import ARCH_REGISTRY
 from diffusers import DDPMScheduler, UNet2DModel
 from torch import nn
 
 from ..options import OptionError, choice, flag
+from .compiled_graphs import donated_buffers_off
 from .default_prior import DEFAULT_PRIOR
 from .diffusers_folder import load_diffusers_folder
 from .guided_diffusion import load_guided_diffusion_prior
@@ -49,6 +52,20 @@ class _MiddleBlockReached(Exception):
     """Raised by the middle-block hook to end a features-only UNet pass before the decoder runs."""
 
 
+def _refuse_unet_without_mid_block(unet, pretrained, inline):
+    """An error naming the option that gave a UNet without a middle block (diffusers' ``mid_block_type: None``)."""
+    if unet.mid_block is not None:
+        return
+    if inline:
+        raise OptionError("DiffusionPrior option 'unet': mid_block_type None gives a UNet without a middle block, "
+                          "whose output is the h-space DiffLoss compares (and where an encoder-only pass stops); "
+                          "remove mid_block_type (diffusers' default: UNetMidBlock2D).")
+    raise OptionError(f"DiffusionPrior option 'pretrained': the UNet of '{pretrained or 'default'}' has no middle block "
+                      '(mid_block_type None in its config.json), whose output is the h-space DiffLoss compares (and '
+                      'where an encoder-only pass stops); use a UNet trained with a middle block (diffusers\' default '
+                      'mid_block_type: UNetMidBlock2D).')
+
+
 def _load(pretrained, unet, guided_diffusion, prompt, prompt_embeds):
     """``(UNet, scheduler config dict, LatentEncoder | None, TextConditioning | None)`` from the loader that
     ``pretrained`` / ``unet`` call for."""
@@ -66,6 +83,9 @@ def _load(pretrained, unet, guided_diffusion, prompt, prompt_embeds):
         raise OptionError(f'DiffusionPrior options {given} condition a Stable Diffusion-family (latent) prior; '
                           f"'{pretrained or 'unet'}' is an unconditional pixel-space prior: remove them.")
     if unet is not None:
+        get_root_logger().warning("DiffusionPrior option 'unet' without 'pretrained' builds a prior with random "
+                                  'weights: as a DiffLoss judge it pulls toward noise and destroys training (README); '
+                                  'give pretrained: default or a trained prior, unless this is a test.')
         return UNet2DModel(**unet), {}, None, None
     if guided_diffusion is None:
         refuse_non_prior(pretrained)
@@ -90,10 +110,11 @@ class DiffusionPrior(nn.Module):
             ``guided_diffusion``: a guided-diffusion ``.pt`` checkpoint. A Stable Diffusion-family pipeline folder
             (``model_index.json`` with ``unet/``, ``vae/``, ``scheduler/``, text encoders: SD 1.x, 2.x, SD-Turbo,
             SDXL) is a latent prior: images are encoded by its VAE encoder (the latent mean times
-            ``scaling_factor``), and DiffLoss noises and compares latents (docs/priors.md).
+            ``scaling_factor``), and DiffLoss noises and compares latents (docs/priors.md). Default: None (with
+            ``unet`` None too: the default prior).
         unet (dict | None): inline ``UNet2DModel`` keyword arguments, for tests and for priors trained from scratch
             (random weights). The rule: give ``pretrained`` or ``unet``; with neither, the default prior is loaded,
-            as with ``pretrained: default``.
+            as with ``pretrained: default``. Default: None.
         guided_diffusion (dict | None): ``pretrained`` is an OpenAI guided-diffusion (ADM) ``.pt`` state dict,
             converted in memory; the dict holds ``model``, a published model whose flags to start from
             (``256x256_diffusion_uncond``, ``256x256_diffusion``, ``64x64_diffusion``, ``lsun_bedroom``,
@@ -149,6 +170,7 @@ class DiffusionPrior(nn.Module):
         super().__init__()
         self.unet, schedule, self.encoder, self.conditioning = _load(pretrained, unet, guided_diffusion, prompt,
                                                                      prompt_embeds)
+        _refuse_unet_without_mid_block(self.unet, pretrained, inline=unet is not None)
         if prediction_type is not None:
             schedule['prediction_type'] = PREDICTION_TYPES[choice('DiffusionPrior', 'prediction_type',
                                                                   prediction_type, PREDICTION_TYPES)]
@@ -177,6 +199,7 @@ class DiffusionPrior(nn.Module):
         self._stop_after_mid_block = False
         self.dtype = None  # resolved with the other execution options at the first call
         self.memory_format = torch.contiguous_format
+        self.compiled = False
         self.set_execution(dtype, channels_last, gradient_checkpointing, compile)
         self.unet.mid_block.register_forward_hook(self._keep_mid_block_output)
         self.requires_grad_(False)
@@ -200,6 +223,10 @@ class DiffusionPrior(nn.Module):
     def _apply_execution(self):
         options, self._pending_execution = self._pending_execution, None
         self.dtype = resolve_dtype(options['dtype'], self.alphas_cumprod.device)
+        if self.dtype == torch.float16 and self.alphas_cumprod.device.type == 'cpu':
+            get_root_logger().warning("DiffusionPrior option 'dtype': fp16 on the CPU, which has no fast fp16 "
+                                      'arithmetic, runs many times slower than fp32; use dtype: auto (bf16 where the '
+                                      'CPU has it, else fp32) or fp32.')
         # nn.Module.to: diffusers' own .to warns about fp32-only modules, and UNet2DModel has none.
         nn.Module.to(self.unet, dtype=self.dtype)
         channels_last = options['channels_last']
@@ -211,10 +238,8 @@ class DiffusionPrior(nn.Module):
             self.unet.enable_gradient_checkpointing()
         else:
             self.unet.disable_gradient_checkpointing()
-        if options['compile']:
-            # DiffLoss's strength differentiates one graph twice (the term's norm, then the step): compiled backward
-            # graphs may not donate their buffers for that.
-            torch._functorch.config.donated_buffer = False
+        self.compiled = options['compile']
+        if self.compiled:  # its calls compile graphs that donate no buffers (compiled_graphs.py)
             self.unet.compile()
         if self.encoder is not None:
             self.encoder.set_execution(self.dtype, self.memory_format, options['gradient_checkpointing'],
@@ -300,7 +325,8 @@ class DiffusionPrior(nn.Module):
             conditioning = self.conditioning.unet_kwargs(len(x_t), pixels, self.dtype)
         self._stop_after_mid_block = features_only
         try:
-            output = self.unet(unet_input, t, **conditioning).sample
+            with donated_buffers_off() if self.compiled else nullcontext():
+                output = self.unet(unet_input, t, **conditioning).sample
         except _MiddleBlockReached:
             output = None
         finally:

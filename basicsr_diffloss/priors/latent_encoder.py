@@ -1,6 +1,10 @@
 """LatentEncoder: the encoder half of a Stable Diffusion-family VAE, mapping images to the latents its UNet denoises."""
+from contextlib import nullcontext
+
 import torch
 from torch import nn
+
+from .compiled_graphs import donated_buffers_off
 
 
 class LatentEncoder(nn.Module):
@@ -26,6 +30,7 @@ class LatentEncoder(nn.Module):
         self.image_channels, self.latent_channels = config.in_channels, config.latent_channels
         self.force_upcast = bool(getattr(config, 'force_upcast', False))
         self.dtype, self.memory_format = torch.float32, torch.contiguous_format
+        self.compiled = False
 
     def set_execution(self, dtype, memory_format, gradient_checkpointing, compile):
         """Run in ``dtype`` (float32 instead of fp16 where ``force_upcast``) and ``memory_format``, with gradient
@@ -37,10 +42,12 @@ class LatentEncoder(nn.Module):
             self.vae.enable_gradient_checkpointing()
         else:
             self.vae.disable_gradient_checkpointing()
-        if compile:
+        self.compiled = compile
+        if compile:  # its calls compile graphs that donate no buffers (compiled_graphs.py)
             self.vae.encoder.compile()
 
     def forward(self, image):
         image = image.to(self.dtype).contiguous(memory_format=self.memory_format)
-        mean = self.vae.encode(image).latent_dist.mean
+        with donated_buffers_off() if self.compiled else nullcontext():
+            mean = self.vae.encode(image).latent_dist.mean
         return (mean.float() - self.shift_factor) * self.scaling_factor

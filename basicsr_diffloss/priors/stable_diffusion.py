@@ -128,8 +128,6 @@ def _check_unet(folder, unet, encoder, family):
     if config.addition_embed_type != expected:
         raise OptionError(f"{option}: its UNet's addition_embed_type is {config.addition_embed_type!r}, not "
                           f'{expected!r} as a {family.upper()} UNet has; the folder does not match its model_index.')
-    if unet.mid_block is None:
-        raise OptionError(f'{option}: its UNet has no middle block, whose output is the h-space DiffLoss compares.')
 
 
 def _prompt_embeds_file(path, family, folder):

@@ -4,9 +4,11 @@ from os import path as osp
 
 import torch
 from basicsr.data import build_dataloader, build_dataset
-from basicsr.models import build_model
+from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..metrics.catalog import METRICS, better_of
+from ..models import with_diffloss
+from ..options import OptionError
 
 # The comparison table's columns (metric names of basicsr_diffloss.metrics.METRICS), as (key, column title, better);
 # LPIPS and DISTS appear when the option file configures them.
@@ -54,7 +56,7 @@ def evaluation_datasets(opt, source=None):
     chosen = {key: copy.deepcopy(value) for key, value in datasets.items()
               if key.split('_')[0] in (('test', 'val') if source else ('val', ))}
     if not chosen:
-        raise ValueError('No validation/test dataset to evaluate on: the option file has no datasets.val entry (give '
+        raise OptionError('No validation/test dataset to evaluate on: the option file has no datasets.val entry (give '
                          'one, or --datasets_from a test option file).')
     for dataset_opt in chosen.values():
         dataset_opt['phase'] = 'val'
@@ -64,7 +66,8 @@ def evaluation_datasets(opt, source=None):
 
 
 def evaluate(opt, checkpoint, datasets, metrics, label, output_dir):
-    """Run the restorer of ``opt`` (weights from ``checkpoint``) on ``datasets`` through its model's validation.
+    """Run the restorer of ``opt`` (weights from ``checkpoint``) on ``datasets`` through its model's validation, as
+    the model type with the package's mixins (NaN-aware metric means, the same for both runs of a comparison).
 
     Returns ``{dataset name: {'values': {metric: mean}, 'counts': {metric: (computed, total)}, 'images': folder}}``;
     the restored images are saved as ``output_dir/<dataset>/<image>_<label>.png``.
@@ -76,7 +79,7 @@ def evaluate(opt, checkpoint, datasets, metrics, label, output_dir):
     test_opt['path'] = dict(pretrain_network_g=checkpoint, strict_load_g=True, param_key_g='params_ema',
                             visualization=output_dir)
     test_opt['val'] = dict(save_img=True, suffix=None, metrics=metrics)
-    model = build_model(test_opt)
+    model = with_diffloss(MODEL_REGISTRY.get(opt['model_type']), opt['model_type'])(test_opt)
     results = {}
     for dataset_opt in datasets.values():
         loader = build_dataloader(build_dataset(dataset_opt), dataset_opt, num_gpu=test_opt['num_gpu'], dist=False,

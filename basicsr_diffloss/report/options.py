@@ -1,13 +1,14 @@
-"""Option files of a comparison: loading with ``--force_yml``, and the baseline derived from a +DiffLoss file."""
+"""Option files of a comparison: loading, and the baseline derived from a +DiffLoss file."""
 import copy
 import os
 from os import path as osp
 
 import yaml
-from basicsr.utils.options import _postprocess_yml_value
 
 # Names of an existing baseline twin of ``<stem>_diffloss.yml``, as in tests/test_option_files.py.
 TWIN_SETTINGS = ('baseline', 'l1')
+# The model a DiffLoss model type is without train.diffusion_opt (which it needs in training).
+PLAIN_MODEL_TYPES = {'DiffLossSRModel': 'SRModel', 'DiffLossESRGANModel': 'ESRGANModel'}
 
 
 def load_option_file(path):
@@ -20,23 +21,6 @@ def write_option_file(opt, path, header=''):
         f.write(header)
         yaml.safe_dump(opt, f, sort_keys=False)
     return path
-
-
-def apply_force_yml(opt, entries):
-    """``opt`` with BasicSR's ``--force_yml key:sub=value`` entries applied (values parsed as BasicSR does)."""
-    opt = copy.deepcopy(opt)
-    for entry in entries or ():
-        if '=' not in entry:
-            raise ValueError(f"--force_yml entry '{entry}' must look like key:sub=value.")
-        keys, value = (part.strip() for part in entry.split('=', 1))
-        *parents, last = keys.split(':')
-        node = opt
-        for key in parents:
-            if not isinstance(node.get(key), dict):
-                raise ValueError(f"--force_yml entry '{entry}': the option file has no '{key}' section.")
-            node = node[key]
-        node[last] = _postprocess_yml_value(value)
-    return opt
 
 
 def differences(first, second, prefix=''):
@@ -59,16 +43,20 @@ def comparable_differences(baseline, diffloss):
     for opt in (baseline, diffloss):
         opt.pop('name', None)
         opt.get('train', {}).pop('diffusion_opt', None)
+        if opt.get('model_type') in PLAIN_MODEL_TYPES:
+            opt['model_type'] = PLAIN_MODEL_TYPES[opt['model_type']]
     return differences(baseline, diffloss)
 
 
 def derive_baseline(diffloss_opt):
-    """The +DiffLoss options without ``train.diffusion_opt``, named with 'baseline' instead of 'diffloss'."""
+    """The +DiffLoss options without ``train.diffusion_opt``, named with 'baseline' instead of 'diffloss', with the
+    plain model type of a DiffLoss one (``DiffLossSRModel`` -> ``SRModel``)."""
     if not (diffloss_opt.get('train') or {}).get('diffusion_opt'):
         raise ValueError('The option file has no train.diffusion_opt, so there is no +DiffLoss run to compare: give '
                          'the +DiffLoss option file with -opt (and the baseline with --baseline_opt if you have one).')
     baseline = copy.deepcopy(diffloss_opt)
     del baseline['train']['diffusion_opt']
+    baseline['model_type'] = PLAIN_MODEL_TYPES.get(baseline.get('model_type'), baseline.get('model_type'))
     name = diffloss_opt['name']
     baseline['name'] = name.replace('diffloss', 'baseline') if 'diffloss' in name else f'{name}_baseline'
     return baseline
@@ -78,7 +66,8 @@ def baseline_option_file(diffloss_file):
     """The baseline option file of ``diffloss_file``: an existing twin with the same options (``<stem>_baseline.yml``
     or ``<stem>_l1.yml`` for ``<stem>_diffloss.yml``), else ``<stem>_baseline.yml`` written next to it.
 
-    A twin that differs in more than ``name`` and ``train.diffusion_opt`` is an error: pass the pair explicitly.
+    A twin that differs in more than ``name`` and ``train.diffusion_opt`` (and a DiffLoss model type against its
+    plain one) is an error: pass the pair explicitly.
     """
     folder, file_name = osp.split(diffloss_file)
     stem = osp.splitext(file_name)[0]

@@ -11,9 +11,13 @@ from os import path as osp
 import torch
 from tqdm import tqdm
 
+from ..options import MissingFileError, UserError
 from .options import load_option_file
+from .train_log import parse_train_log
 
 ITERATION = re.compile(r'\[epoch:\s*\d+, iter:\s*([\d,]+),')
+LOGGED_TOTAL_ITER = re.compile(r'^\s+total_iter: (\d+)\s*$')  # BasicSR logs the options, --force_yml applied
+LOGGED_DIFFUSION_OPT = re.compile(r'^\s+diffusion_opt:\[\s*$')
 
 
 def train(option_file, force_yml, total_iter, label, output_log):
@@ -48,30 +52,42 @@ def train(option_file, force_yml, total_iter, label, output_log):
 
 
 class Experiment:
-    """A finished BasicSR experiment folder: its option file copy, latest checkpoint and newest training log."""
+    """A finished BasicSR experiment folder: its option file copy, latest checkpoint and newest training log, the
+    iteration that checkpoint holds, and whether the run trained with the diffusion term."""
 
     def __init__(self, folder):
         if not osp.isdir(folder):
-            raise FileNotFoundError(f"Experiment folder '{folder}' does not exist.")
+            raise MissingFileError(f"Experiment folder '{folder}' does not exist.")
         self.folder = folder
         self.option_file = self._newest(osp.join(folder, '*.yml'), 'an option file copy (*.yml)')
         self.opt = load_option_file(self.option_file)
         latest = osp.join(folder, 'models', 'net_g_latest.pth')
         self.checkpoint = latest if osp.isfile(latest) else self._last_checkpoint()
         self.train_log = self._newest(osp.join(folder, 'train_*.log'), 'a training log (train_*.log)')
+        with open(self.train_log, errors='replace') as f:
+            log = f.read().splitlines()
+        logged_total = [int(m.group(1)) for line in log if (m := LOGGED_TOTAL_ITER.match(line))]
+        number = re.search(r'net_g_(\d+)\.pth$', self.checkpoint)
+        # net_g_latest.pth is written once the loop has run train.total_iter iterations, as the log's options say.
+        self.iterations = int(number.group(1)) if number else (logged_total[0] if logged_total else None)
+        self.diffusion_evidence = [what for what, found in (
+            ('its option file copy has train.diffusion_opt', bool((self.opt.get('train') or {}).get('diffusion_opt'))),
+            ("its training log's options have train.diffusion_opt", any(map(LOGGED_DIFFUSION_OPT.match, log))),
+            ('its training log has l_diff_* terms', any(key.startswith('l_diff') for key in
+                                                         parse_train_log(self.train_log)[0]))) if found]
 
     @staticmethod
     def _newest(pattern, what):
         found = sorted(glob.glob(pattern), key=osp.getmtime)
         if not found:
-            raise FileNotFoundError(f'{osp.dirname(pattern)} holds no {what}: is it a BasicSR experiment folder?')
+            raise MissingFileError(f'{osp.dirname(pattern)} holds no {what}: is it a BasicSR experiment folder?')
         return found[-1]
 
     def _last_checkpoint(self):
         checkpoints = glob.glob(osp.join(self.folder, 'models', 'net_g_*.pth'))
         numbered = [(int(m.group(1)), path) for path in checkpoints if (m := re.search(r'net_g_(\d+)\.pth$', path))]
         if not numbered:
-            raise FileNotFoundError(f"{self.folder}/models holds no net_g_*.pth: did the training save a checkpoint?")
+            raise MissingFileError(f"{self.folder}/models holds no net_g_*.pth: did the training save a checkpoint?")
         return max(numbered)[1]
 
 
@@ -123,6 +139,24 @@ def check_experiments(experiments, started=None):
     if osp.samefile(one.checkpoint, other.checkpoint):
         raise ValueError(f"the {first} and {second} runs have the same checkpoint file ('{one.checkpoint}', "
                          f"'{other.checkpoint}').")
+
+
+def check_roles(experiments):
+    """The +DiffLoss run must have trained with the diffusion term; a baseline that did and a +DiffLoss run that did
+    not is a swapped pair. Raises UserError; returns a warning (or None) when both trained with it."""
+    baseline, diffloss = experiments['baseline'], experiments['diffloss']
+    if baseline.diffusion_evidence and not diffloss.diffusion_evidence:
+        raise UserError(f"the runs are swapped: the baseline '{baseline.folder}' trained with DiffLoss "
+                        f"({baseline.diffusion_evidence[0]}) and the +DiffLoss run '{diffloss.folder}' without it; "
+                        f'give --baseline_exp {diffloss.folder} --diffloss_exp {baseline.folder}.')
+    if not diffloss.diffusion_evidence:
+        raise UserError(f"the +DiffLoss run '{diffloss.folder}' trained without the diffusion term (no "
+                        'train.diffusion_opt in its option file copy or its log, no l_diff_* in its log), and so did '
+                        'the baseline: give a run trained with train.diffusion_opt as --diffloss_exp.')
+    if baseline.diffusion_evidence:
+        return (f"the baseline '{baseline.folder}' trained with DiffLoss too ({baseline.diffusion_evidence[0]}): "
+                'the report compares two DiffLoss settings, not DiffLoss against a run without it')
+    return None
 
 
 def identical_weights(first, second):

@@ -42,19 +42,28 @@ def split_photos(photos):
     return train, validation
 
 
+TASKS = ('sr4', 'dn25', 'll')
+
+
 class Task:
-    """A restoration task: ``sr4`` (bicubic x4 down-sampling, antialiased) or ``dn25`` (Gaussian noise, sigma 25/255).
+    """A restoration task: ``sr4`` (bicubic x4 down-sampling, antialiased), ``dn25`` (Gaussian noise, sigma 25/255)
+    or ``ll`` (low light: ``channel_gain * gain * x ** gamma`` per image, then shot and read noise; the ranges are
+    ``LOW_LIGHT``).
 
     Attributes: ``scale`` (output / input size), ``gt_patch`` (training GT patch side), ``crop_border`` (pixels left
     out of PSNR/SSIM/NIQE at each side).
     """
 
-    def __init__(self, name):
-        if name not in ('sr4', 'dn25'):
-            raise ValueError(f"study task '{name}' is not one of ['sr4', 'dn25'].")
+    # gain, gamma, per-channel sensor gain, shot noise (0-255 levels per photon) and read noise (0-255 std) ranges
+    LOW_LIGHT = dict(gain=(0.08, 0.35), gamma=(1.6, 2.8), channel_gain=(0.85, 1.15), shot_noise=(0.5, 2.0),
+                     read_noise=(1.0, 3.0))
+
+    def __init__(self, name, gt_patch=None):
+        if name not in TASKS:
+            raise ValueError(f"study task '{name}' is not one of {list(TASKS)}.")
         self.name = name
         self.scale = 4 if name == 'sr4' else 1
-        self.gt_patch = 64 if name == 'sr4' else 48
+        self.gt_patch = gt_patch or {'sr4': 64, 'dn25': 48, 'll': 64}[name]
         self.crop_border = 4 if name == 'sr4' else 0
 
     def degrade(self, gt, generator):
@@ -62,7 +71,20 @@ class Task:
         if self.name == 'sr4':
             size = (gt.shape[-2] // 4, gt.shape[-1] // 4)
             return F.interpolate(gt, size=size, mode='bicubic', antialias=True, align_corners=False).clamp(0, 1)
-        return gt + torch.randn(gt.shape, generator=generator) * (25 / 255)
+        if self.name == 'dn25':
+            return gt + torch.randn(gt.shape, generator=generator) * (25 / 255)
+        return self._low_light(gt, generator)
+
+    def _low_light(self, gt, generator):
+        def draw(name, shape):
+            low, high = self.LOW_LIGHT[name]
+            return low + (high - low) * torch.rand(shape, generator=generator)
+
+        batch = gt.shape[0]
+        gain = draw('gain', (batch, 1, 1, 1)) * draw('channel_gain', (batch, 3, 1, 1))
+        dark = gain * gt.clamp(0, 1)**draw('gamma', (batch, 1, 1, 1))
+        variance = dark * draw('shot_noise', (batch, 1, 1, 1)) / 255 + (draw('read_noise', (batch, 1, 1, 1)) / 255)**2
+        return (dark + variance.sqrt() * torch.randn(gt.shape, generator=generator)).clamp(0, 1)
 
     def start_output(self, lq, gt_shape):
         """What a restorer outputs early in training, to calibrate loss weights: the bicubic upscale, or the input."""

@@ -20,7 +20,8 @@ def method(**changes):
     at t 200-800 with absolute weights, then ``changes``. The weights are 1 before the study's calibration scales the
     term."""
     return dict(dict(preset='default', gradient='backprop', space='eps', t_weighting='uniform', augment=False,
-                     eps_weight=1.0, h_weight=0.0, t_range=(200, 800), warmup_iters=0, strength=None), **changes)
+                     eps_weight=1.0, h_weight=0.0, t_range=(200, 800), warmup_iters=0, strength=None,
+                     max_conflict=False), **changes)
 
 
 def relative(multiple, update='fixed', **changes):
@@ -58,6 +59,10 @@ SETTINGS = OrderedDict([
     ('strength_2_tracked', dict(pixel='l1', extra='diffloss', diffusion=relative(2.0, 'tracked'))),
     ('backprop_strength_1', dict(pixel='l1', extra='diffloss', diffusion=relative(1.0, gradient='backprop'))),
     ('strength_2_split_prior', dict(pixel='l1', extra='diffloss', diffusion=relative(2.0), prior='split')),
+    # the conflict guard's cap (max_conflict): relative weights lowered so that the term cancels at most this share
+    # of the pixel loss's descent on the restorer's weights
+    ('strength_2_cap_0.1', dict(pixel='l1', extra='diffloss', diffusion=relative(2.0, max_conflict=0.1))),
+    ('strength_2_cap_0.25', dict(pixel='l1', extra='diffloss', diffusion=relative(2.0, max_conflict=0.25))),
 ])
 
 
@@ -94,12 +99,12 @@ class StudyLoss:
             self.diffloss = DiffLoss(prior=prior, seed=seed, **options)
         self.seed = seed
 
-    def _extra(self, output, gt, current_iter=None, reference=None):
+    def _extra(self, output, gt, current_iter=None, reference=None, parameters=None):
         if self.kind == 'mse':
             return F.mse_loss(output, gt)
         if self.kind == 'lowpass':
             return low_pass_l1(output, gt)
-        return sum(self.diffloss.terms(output, gt, current_iter, reference).values())
+        return sum(self.diffloss.terms(output, gt, current_iter, reference, parameters).values())
 
     def calibrate(self, batches, task):
         """Set the extra term's weight so that its gradient norm is ``ratio`` times the pixel loss's, averaged over
@@ -121,11 +126,13 @@ class StudyLoss:
             self.diffloss.manual_seed(self.seed)  # training draws do not depend on the calibration's
         return self.weight
 
-    def terms(self, output, gt, current_iter):
-        """``{'l_pix': ..., 'l_extra': ...}`` (the extra term weighted), for the sum and the log."""
+    def terms(self, output, gt, current_iter, parameters=None):
+        """``{'l_pix': ..., 'l_extra': ...}`` (the extra term weighted), for the sum and the log. ``parameters``: the
+        restorer's, where DiffLoss's conflict guard measures (as in a model's training step)."""
         terms = OrderedDict(l_pix=self.pixel(output, gt))
         if self.kind is not None:
-            terms['l_extra'] = self.weight * self._extra(output, gt, current_iter, reference=terms['l_pix'])
+            terms['l_extra'] = self.weight * self._extra(output, gt, current_iter, reference=terms['l_pix'],
+                                                         parameters=parameters)
         return terms
 
     @property
