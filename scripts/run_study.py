@@ -151,16 +151,18 @@ def run_all(args):
                       flush=True)
 
 
-def load_runs(output, task):
-    """``{(setting, seed): metrics}`` and ``{setting: [records]}`` of a task's finished runs."""
+def load_runs(output, task, split='tuning'):
+    """``{(setting, seed): metrics}`` of ``split`` and ``{setting: [records]}`` of a task's finished runs."""
     runs, records = {}, {}
     folder = osp.join(output, 'runs', task)
     for file_name in sorted(os.listdir(folder)) if osp.isdir(folder) else []:
         if file_name.endswith('.json'):
             with open(osp.join(folder, file_name)) as file:
                 record = json.load(file)
-            runs[(record['setting'], record['seed'])] = record['metrics']
-            records.setdefault(record['setting'], []).append(record)
+            metrics = record['metrics'] if split == 'tuning' else record.get('confirmation_metrics')
+            if metrics:
+                runs[(record['setting'], record['seed'])] = metrics
+                records.setdefault(record['setting'], []).append(record)
     return runs, records
 
 
@@ -171,74 +173,97 @@ def _difference_cell(result, digits):
     return f"{result['mean']:+.{digits}f}{se}"
 
 
-def task_report(args, task):
-    """The markdown section of one task, and its grids."""
-    runs, records = load_runs(args.output, task)
+DIFFERENCES = (('psnr', 'dPSNR (dB)', 3), ('psnr_y', 'dPSNR-Y (dB)', 3), ('ssim_y', 'dSSIM-Y', 4),
+               ('niqe', 'dNIQE', 3), ('haarpsi', 'dHaarPSI', 4), ('ciede2000', 'dCIEDE2000', 3))
+
+
+def task_report(args, task, split):
+    """The markdown section of one task on one validation split, and its grids."""
+    runs, records = load_runs(args.output, task, split)
     if not records:
         return ''
     names = [name for name in SETTINGS if name in records]
     first = records[names[0]][0]
-    lines = [f'## {task}', '', f"EDSR num_feat {first['restorer']['num_feat']}, num_block "
-             f"{first['restorer']['num_block']}, batch {first['restorer']['batch']}, {first['iters']} iterations, "
-             f"Adam lr {first['restorer']['lr']} (cosine); {len(runs[(names[0], first['seed'])])} validation images.",
-             '', '| setting | strength (x pixel grad) | seeds | ms/step | ' + ' | '.join(METRICS) + ' |',
+    restorer = first['restorer']
+    network = (f"{restorer.get('type', 'EDSR')} (num_feat {restorer['num_feat']}, num_block {restorer['num_block']})"
+               if restorer.get('type', 'EDSR') == 'EDSR' else restorer['type'])
+    lines = [f'## {task}, {split} split', '', f"{network}, batch {restorer['batch']}, patch {restorer.get('patch')}, "
+             f"{first['iters']} iterations, Adam lr {restorer['lr']} (cosine); "
+             f"{len(runs[(names[0], first['seed'])])} validation images.",
+             '', '| setting | weight | seeds | ms/step | ' + ' | '.join(METRICS) + ' |',
              '|---' * (4 + len(METRICS)) + '|']
     for name in names:
         seeds = sorted(record['seed'] for record in records[name])
         ms = sum(record['ms_per_step'] for record in records[name]) / len(records[name])
         means = ' | '.join(f'{metric_means(runs, name, metric):.4f}' for metric in METRICS)
-        lines.append(f"| {name} | {records[name][0]['ratio']} | {','.join(map(str, seeds))} | {ms:.0f} | {means} |")
+        weights = '; '.join(_weight_cell(record['weight']) for record in records[name])
+        lines.append(f"| {name} | {weights} | {','.join(map(str, seeds))} | {ms:.0f} | {means} |")
     lines += ['', f'Paired differences against {BASELINE} (per image, averaged over the shared seeds; ± standard '
-              'error over images; wins: images that improved; per seed: the mean difference of each seed).', '',
-              '| setting | dPSNR-Y (dB) | wins | per seed | dSSIM-Y | dNIQE | dHaarPSI | dGMSD |', '|---' * 8 + '|']
+              'error over images; wins: images where PSNR improved; per seed: the mean dPSNR of each seed).', '',
+              '| setting | ' + ' | '.join(title for _, title, _ in DIFFERENCES) + ' | wins | per seed |',
+              '|---' * (len(DIFFERENCES) + 3) + '|']
     for name in names:
         if name == BASELINE:
             continue
-        results = {metric: paired_difference(runs, name, BASELINE, metric) for metric in METRICS}
-        psnr = results['psnr_y']
+        results = {metric: paired_difference(runs, name, BASELINE, metric) for metric, _, _ in DIFFERENCES}
+        psnr = results['psnr']
         if psnr is None:
             continue
         per_seed = ', '.join(f'{value:+.3f}' for value in psnr['per_seed'])
-        lines.append(f"| {name} | {_difference_cell(psnr, 3)} | {psnr['wins']}/{psnr['images']} | {per_seed} | "
-                     f"{_difference_cell(results['ssim_y'], 4)} | {_difference_cell(results['niqe'], 3)} | "
-                     f"{_difference_cell(results['haarpsi'], 4)} | {_difference_cell(results['gmsd'], 4)} |")
-    lines += ['', default_choice(runs, names)]
+        cells = ' | '.join(_difference_cell(results[metric], digits) for metric, _, digits in DIFFERENCES)
+        lines.append(f"| {name} | {cells} | {psnr['wins']}/{psnr['images']} | {per_seed} |")
     lines += ['', f'Lower is better for {", ".join(lower_is_better(METRICS))}. Grids (seed {first["seed"]}, the crops '
               f'where each setting differs most from {BASELINE}):', '']
     for name in names:
-        grid = _save_setting_grid(args, task, name, first['seed'])
+        grid = _save_setting_grid(args, task, name, first['seed'], split)
         if grid:
             lines.append(f'- {name}: `{grid}`')
     return '\n'.join(lines) + '\n'
 
 
-def default_choice(runs, names):
-    """The rule that chose the default: among the DiffLoss settings, the best in PSNR-Y (HaarPSI breaking ties)
-    whose NIQE does not rise against L1 by more than its standard error; else the one whose NIQE rises least."""
-    results = {}
-    for name in names:
-        if SETTINGS[name].get('extra') == 'diffloss':
-            differences = {metric: paired_difference(runs, name, BASELINE, metric) for metric in ('psnr_y', 'haarpsi',
-                                                                                                 'niqe')}
-            if all(differences.values()):
-                results[name] = differences
-    if not results:
-        return 'No DiffLoss setting has finished runs.'
-    keeps_niqe = [name for name, result in results.items() if result['niqe']['mean'] <= result['niqe']['se']]
-    if keeps_niqe:
-        best = max(keeps_niqe, key=lambda name: (results[name]['psnr_y']['mean'], results[name]['haarpsi']['mean']))
-        niqe = results[best]['niqe']
-        return (f'Default by the rule (best dPSNR-Y among the DiffLoss settings whose dNIQE <= its standard error): '
-                f"**{best}** (dPSNR-Y {results[best]['psnr_y']['mean']:+.3f} dB, dNIQE {niqe['mean']:+.4f} <= "
-                f"{niqe['se']:.4f}); the settings that qualify: {', '.join(keeps_niqe)}.")
-    least = min(results, key=lambda name: results[name]['niqe']['mean'])
-    return f'No DiffLoss setting keeps NIQE within its standard error of L1; the one that raises it least: {least}.'
+def _weight_cell(weight):
+    if isinstance(weight, dict):
+        return ', '.join(f'{value:.3g}' for value in weight.values())
+    return f'{weight:.3g}' if weight else '-'
 
 
-def _save_setting_grid(args, task, name, seed):
+def default_choice(runs_by_task):
+    """The rule that chooses the default (issue: a default that never breaks training): among the DiffLoss settings
+    with runs on every task, those whose dPSNR (RGB) is never below minus its standard error on any task; among them
+    the best mean rank in dNIQE and dCIEDE2000 over the tasks. If none qualifies, the one whose worst dPSNR is
+    highest (the safest)."""
+    names = [name for name in SETTINGS if SETTINGS[name].get('extra') == 'diffloss'
+             and all(paired_difference(runs, name, BASELINE, 'psnr') for runs in runs_by_task.values())]
+    if not names:
+        return 'No DiffLoss setting has finished runs on every task.'
+    results = {name: {task: {metric: paired_difference(runs, name, BASELINE, metric)
+                             for metric in ('psnr', 'niqe', 'ciede2000')} for task, runs in runs_by_task.items()}
+               for name in names}
+    keeps_psnr = [name for name in names if all(result['psnr']['mean'] >= -result['psnr']['se']
+                                                for result in results[name].values())]
+    if not keeps_psnr:
+        safest = max(names, key=lambda name: min(result['psnr']['mean'] for result in results[name].values()))
+        return (f"No DiffLoss setting keeps PSNR within its standard error of {BASELINE} on every task "
+                f"({', '.join(runs_by_task)}); the safest (highest worst-task dPSNR): **{safest}**.")
+
+    def rank(name):
+        total = 0
+        for task in runs_by_task:
+            for metric in ('niqe', 'ciede2000'):
+                order = sorted(keeps_psnr, key=lambda other: results[other][task][metric]['mean'])
+                total += order.index(name)
+        return total
+
+    best = min(keeps_psnr, key=rank)
+    return (f"Default by the rule (dPSNR >= -SE on every task of {', '.join(runs_by_task)}, then the best mean rank "
+            f'in dNIQE and dCIEDE2000): **{best}**; the settings that keep PSNR: {", ".join(keeps_psnr)}.')
+
+
+def _save_setting_grid(args, task, name, seed, split):
     if name == BASELINE:
         return None
-    folders = {key: osp.join(args.output, 'outputs', task, f'{label}_s{seed}')
+    suffix = SPLIT_SUFFIX[split]
+    folders = {key: osp.join(args.output, 'outputs', task, f'{label}_s{seed}{suffix}')
                for key, label in (('baseline', BASELINE), ('diffloss', name))}
     if not all(osp.isdir(folder) for folder in folders.values()):
         return None
@@ -246,17 +271,23 @@ def _save_setting_grid(args, task, name, seed):
     for file_name in sorted(os.listdir(folders['baseline'])):
         image_name = osp.splitext(file_name)[0]
         images[image_name] = {key: cv2.imread(osp.join(folder, file_name)) for key, folder in folders.items()}
-        images[image_name]['gt'] = cv2.imread(osp.join(args.output, 'gt', task, file_name))
-        images[image_name]['lq'] = cv2.imread(osp.join(args.output, 'lq', task, file_name))
+        images[image_name]['gt'] = cv2.imread(osp.join(args.output, 'gt', task + suffix, file_name))
+        images[image_name]['lq'] = cv2.imread(osp.join(args.output, 'lq', task + suffix, file_name))
     crops = choose_crops({key: (value['baseline'], value['diffloss']) for key, value in images.items()}, 64, 3)
-    path = osp.join(args.output, f'grid_{task}_{name}.png')
-    save_grid(images, crops, path, f'{task}: {BASELINE} vs {name} (seed {seed})',
+    path = osp.join(args.output, f'grid_{task}{suffix}_{name}.png')
+    save_grid(images, crops, path, f'{task} ({split}): {BASELINE} vs {name} (seed {seed})',
               labels=('LQ (bicubic to GT size)', BASELINE, name, 'GT'))
     return path
 
 
 def write_report(args):
-    sections = [task_report(args, task) for task in TASKS]
+    sections = []
+    for split in SPLIT_SUFFIX:
+        sections += [task_report(args, task, split) for task in TASKS]
+        runs_by_task = {task: load_runs(args.output, task, split)[0] for task in TASKS}
+        runs_by_task = {task: runs for task, runs in runs_by_task.items() if runs}
+        if runs_by_task:
+            sections.append(f'## The default rule on the {split} split\n\n{default_choice(runs_by_task)}\n')
     path = osp.join(args.output, 'study.md')
     with open(path, 'w') as file:
         file.write('# DiffLoss study\n\n' + '\n'.join(section for section in sections if section))

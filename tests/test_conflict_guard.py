@@ -110,6 +110,14 @@ def train(loss, steps, seed=0, parameters=True):
     return net
 
 
+def test_the_worst_recent_check_sets_the_cap():
+    guard = ConflictGuard(0.1, 1, ['l_diff_eps'])
+    guard.checks, guard.recent['l_diff_eps'] = 3, [-0.5, 0.4, -0.2]  # helped, opposed, helped
+    assert guard.cap('l_diff_eps') == pytest.approx(0.1 / 0.4)
+    guard.recent['l_diff_eps'] = [-0.5, -0.1]
+    assert guard.cap('l_diff_eps') == float('inf')
+
+
 def test_relative_weights_are_capped_to_max_conflict_and_the_cap_transfers_across_a_100x_prior(tiny_prior):
     capped = {}
     for factor in (1.0, 100.0):
@@ -130,7 +138,7 @@ def test_the_cap_lowers_the_applied_weight_when_the_term_opposes(tiny_prior):
     loss = DiffLoss(prior=tiny_prior, strength={'eps': 2.0}, strength_iters=3, max_conflict=0.1, guard_every=1,
                     seed=0)
     train(loss, 3)
-    loss.guard.opposing_sums['l_diff_eps'] = loss.guard.pixel_sum * 1e3  # a term that opposes strongly
+    loss.guard.recent['l_diff_eps'] = [1e3]  # a term that opposed strongly on a recent check
     net, lq, gt = restorer_and_batch()
     output = net(lq)
     applied = loss.terms(output, gt, 4, reference=F.l1_loss(output, gt))['l_diff_eps']

@@ -193,3 +193,13 @@ def test_extra_folders_join_the_set_and_a_list_is_refused(tmp_path, photo_folder
     assert len(data) == 4
     with pytest.raises(ValueError, match="'dataroot_gt' must be one folder.*'extra_dataroot_gt'"):
         dataset([str(photo_folder), str(gray_folder)], 'val', NOISE)
+
+
+def test_low_light_channel_gain_casts_each_channel_and_defaults_to_none():
+    from basicsr_diffloss.data.degradations import build_degradations
+    image = np.full((8, 8, 3), 0.5, np.float32)
+    cast, = build_degradations([dict(type='low_light', gamma=1, gain=0.5, channel_gain=[0.5, 1.5])])
+    plain, = build_degradations([dict(type='low_light', gamma=1, gain=0.5)])
+    means = cast(image, np.random.default_rng(0)).mean(axis=(0, 1))
+    assert means.max() / means.min() > 1.05 and np.all(means <= 0.375 + 1e-6)
+    assert np.allclose(plain(image, np.random.default_rng(0)), 0.25)  # no gain drawn: the same stream as before

@@ -10,14 +10,15 @@ from basicsr_diffloss.report.evaluation import COLUMNS, comparison_metrics
 from basicsr_diffloss.report.markdown import metric_table
 from study.statistics import paired_difference
 
-LOWER = {'niqe', 'gmsd', 'lpips', 'dists'}
+LOWER = {'niqe', 'gmsd', 'lpips', 'dists', 'ciede2000'}
 
 
 def test_directions_and_types():
     assert {name for name, info in METRICS.items() if info.better == 'lower'} == LOWER
     assert {info.better for info in METRICS.values()} == {'higher', 'lower'}
     assert {metric_type for metric_type, better in BETTER_BY_TYPE.items() if better == 'lower'} == {
-        'calculate_niqe', 'calculate_niqe_or_nan', 'calculate_gmsd', 'calculate_lpips', 'calculate_dists'}
+        'calculate_niqe', 'calculate_niqe_or_nan', 'calculate_gmsd', 'calculate_lpips', 'calculate_dists',
+        'calculate_ciede2000'}
     assert all(metric_type in METRIC_REGISTRY for metric_type in BETTER_BY_TYPE)
     assert better_of_type('calculate_psnr') == 'higher' and better_of_type('calculate_something_else') is None
     with pytest.raises(KeyError, match="'fid' is not in basicsr_diffloss.metrics.METRICS"):
@@ -31,7 +32,7 @@ def test_the_report_reads_the_table():
     assert all(better == better_of(key) for key, _, better in COLUMNS)
     opt = {'scale': 4, 'val': {'metrics': {'lpips': {'type': 'calculate_lpips', 'better': 'higher'}}}}
     metrics = comparison_metrics(opt)
-    assert {key for key, block in metrics.items() if block.get('better') == 'lower'} == LOWER - {'dists'}
+    assert {key for key, block in metrics.items() if block.get('better') == 'lower'} == LOWER - {'dists', 'ciede2000'}
     assert all('better' not in block for key, block in metrics.items() if key not in LOWER)
     run = dict(values={'psnr': 30.0, 'gmsd': 0.1}, counts={})
     assert metric_table({'baseline': run, 'diffloss': run}).split('\n')[0] == '| run | PSNR ↑ | GMSD ↓ |'

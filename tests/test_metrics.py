@@ -141,6 +141,7 @@ def test_missing_lpips_weights_fail_when_the_model_is_built(tmp_path, monkeypatc
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
     opt = tiny_test_options(tmp_path)
     opt['val']['metrics']['lpips'] = dict(type='calculate_lpips', better='lower')
+    opt['model_type'] = 'DiffLossSRModel'  # the package's validation, which checks val.metrics at build time
     with pytest.raises(FileNotFoundError) as error:
         build_model(opt)
     message = str(error.value)
@@ -168,6 +169,7 @@ def test_validation_leaves_nan_out_of_the_mean_and_says_so(tmp_path, logged):
         cv2.imwrite(str(tmp_path / 'lq' / f'{name}.png'), cv2.resize(gt, (size // 4, size // 4)))
     opt = tiny_test_options(tmp_path)
     opt['val']['metrics']['niqe']['type'] = 'calculate_niqe_or_nan'
+    opt['model_type'] = 'DiffLossSRModel'  # the package's validation (BasicSR's SRModel would log nan)
     dataset_opt = dict(opt['datasets']['test_1'], dataroot_gt=str(tmp_path / 'gt'), dataroot_lq=str(tmp_path / 'lq'),
                        phase='val', scale=4)
     torch.manual_seed(0)

@@ -78,11 +78,14 @@ def test_study_script_runs_and_reports(tmp_path, tiny_prior_folder):
     rng = np.random.default_rng(0)
     for name in (VALIDATION_PHOTOS[0], 'train_a', 'train_b'):
         cv2.imwrite(str(photos / f'{name}.png'), smooth_image(rng, 160, 160))
+    confirmation = tmp_path / 'confirmation'
+    confirmation.mkdir()
+    cv2.imwrite(str(confirmation / 'other_source.png'), smooth_image(rng, 96, 128))
     output = tmp_path / 'study'
     command = [sys.executable, osp.join(REPO, 'scripts', 'run_study.py'), '--tasks', 'sr4', '--settings', 'l1', 'eps',
                'strength_1', '--seeds', '0', '1', '--iters', '2', '--batch', '2', '--num_feat', '8', '--num_block',
                '1', '--prior', str(tiny_prior_folder), '--crop_size', '16', '--photos', str(photos), '--photo_scale',
-               '1', '--log_every', '1', '--output', str(output)]
+               '1', '--log_every', '1', '--output', str(output), '--confirm_photos', str(confirmation)]
     # The run and two refused command lines (refused before anything is written), side by side: each interpreter
     # spends seconds importing on one core.
     run, split, unused = (subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -93,6 +96,7 @@ def test_study_script_runs_and_reports(tmp_path, tiny_prior_folder):
     assert run.returncode == 0, run_errors[-3000:]
     record = json.loads((output / 'runs' / 'sr4' / 'eps_s1.json').read_text())
     assert record['weight'] > 0 and set(record['metrics']) == {VALIDATION_PHOTOS[0]} and len(record['log']) == 2
+    assert set(record['confirmation_metrics']) == {'other_source'}  # at native resolution, reported apart
     relative = json.loads((output / 'runs' / 'sr4' / 'strength_1_s0.json').read_text())
     assert set(relative['weight']) == {'l_diff_eps'} and relative['ratio'] == 1.0  # measured by DiffLoss in training
     assert cv2.imread(str(output / 'gt' / 'sr4' / f'{VALIDATION_PHOTOS[0]}.png')).shape == (160, 160, 3)  # whole
@@ -100,16 +104,35 @@ def test_study_script_runs_and_reports(tmp_path, tiny_prior_folder):
     assert unused.returncode != 0 and 'none of --settings uses it' in unused_errors
     report = (output / 'study.md').read_text()
     assert '| eps |' in report and 'grid_sr4_eps.png' in report and (output / 'grid_sr4_eps.png').is_file()
+    assert '## sr4, confirmation split' in report and (output / 'grid_sr4_confirmation_eps.png').is_file()
+    assert '## The default rule on the tuning split' in report
 
 
-def test_the_default_is_the_best_psnr_setting_that_keeps_niqe_within_its_error():
+def test_the_default_keeps_psnr_on_every_task_then_has_the_best_niqe_and_colour_error():
     from run_study import default_choice
 
-    def images(psnr, niqe):  # two images: NIQE differences +/- spread around the mean
-        return {'a': dict(psnr_y=psnr, haarpsi=0.8, niqe=niqe - 0.1), 'b': dict(psnr_y=psnr, haarpsi=0.8,
-                                                                              niqe=niqe + 0.1)}
-    runs = {('l1', 0): {'a': dict(psnr_y=30.0, haarpsi=0.8, niqe=5.0), 'b': dict(psnr_y=30.0, haarpsi=0.8, niqe=5.0)},
-            ('strength_1', 0): images(30.1, 5.05),  # dNIQE +0.05 <= se 0.1: qualifies
-            ('strength_4', 0): images(30.3, 5.5)}  # better PSNR but NIQE +0.5 > 0.1
-    assert '**strength_1**' in default_choice(runs, ['l1', 'strength_1', 'strength_4'])
-    assert 'raises it least: strength_4' in default_choice(runs, ['l1', 'strength_4'])
+    def images(psnr, niqe, ciede):  # two images, PSNR spread +/- 0.1 around the mean
+        return {'a': dict(psnr=psnr - 0.1, niqe=niqe, ciede2000=ciede),
+                'b': dict(psnr=psnr + 0.1, niqe=niqe, ciede2000=ciede)}
+
+    baseline = images(30.0, 5.0, 3.0)
+    sr = {('l1', 0): baseline, ('strength_2', 0): images(30.2, 5.2, 2.9), ('strength_2_cap_0.1', 0):
+          images(30.1, 5.1, 2.9), ('strength_1', 0): images(30.05, 5.0, 3.0)}
+    low_light = {('l1', 0): baseline, ('strength_2', 0): images(25.0, 4.0, 9.0),  # better NIQE, loses PSNR
+                 ('strength_2_cap_0.1', 0): images(29.95, 4.9, 3.0), ('strength_1', 0): images(29.0, 5.0, 3.0)}
+    assert '**strength_2_cap_0.1**' in default_choice({'sr4': sr, 'll': low_light})
+    assert 'keep PSNR: strength_2, strength_1, strength_2_cap_0.1' not in default_choice({'sr4': sr, 'll': low_light})
+    collapsed = {('l1', 0): baseline, ('strength_2', 0): images(25.0, 4.0, 9.0),
+                 ('strength_2_cap_0.1', 0): images(29.0, 4.9, 3.0), ('strength_1', 0): images(28.0, 5.0, 3.0)}
+    assert 'the safest (highest worst-task dPSNR): **strength_2_cap_0.1**' in default_choice({'ll': collapsed})
+
+
+def test_low_light_task_darkens_with_a_colour_cast_and_noise_reproducibly():
+    gt = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.8 + 0.2
+    task = Task('ll')
+    first, again = (task.degrade(gt, torch.Generator().manual_seed(1)) for _ in range(2))
+    assert torch.equal(first, again) and first.min() >= 0 and first.max() <= 1
+    assert first.mean() < 0.35 * gt.mean()  # gain <= 0.35 and gamma >= 1.6 darken
+    channel_means = first.mean(dim=(2, 3)) / gt.clamp(0, 1).pow(2).mean(dim=(2, 3))
+    assert (channel_means.max(dim=1).values / channel_means.min(dim=1).values).max() > 1.02  # per-channel gains
+    assert task.scale == 1 and task.gt_patch == 64 and Task('ll', 48).gt_patch == 48

@@ -31,7 +31,8 @@ class DegradedImageDataset(data.Dataset):
             defaults) are in basicsr_diffloss/data/degradations.py: ``bicubic`` (scale), ``gaussian_noise`` (sigma,
             gray=False, clip=True), ``gaussian_blur`` (kernel_size=21, sigma=[0.2, 3.0]), ``motion_blur``
             (length=[5, 21], angle=[0, 180]), ``jpeg`` (quality=[30, 95]), ``low_light`` (gamma=[2.0, 3.5],
-            gain=[0.1, 0.5], shot_noise=0, read_noise=0), ``haze`` (beta=[0.5, 2.5], airlight=[0.7, 1.0], tint=0,
+            gain=[0.1, 0.5], channel_gain=1, shot_noise=0, read_noise=0), ``haze`` (beta=[0.5, 2.5],
+            airlight=[0.7, 1.0], tint=0,
             depth_folder=~, depth_suffix='.png', depth_gradient=[0.3, 0.9], depth_scale=[0.2, 0.5],
             near_depth=[0.0, 0.3]), ``rain`` (density=[0.001, 0.004], length=[10, 40], width=[1, 2.5],
             angle=[-20, 20], brightness=[0.3, 0.7], layers=1, blend='add', haze=~). Required. A ``depth_folder``

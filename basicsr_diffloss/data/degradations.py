@@ -129,24 +129,29 @@ class JPEG:
 
 
 class LowLight:
-    """Under-exposure: ``gain * image ** gamma``, then photon (shot) and read noise, clipped to [0, 1].
+    """Under-exposure: ``channel_gain * gain * image ** gamma``, then photon (shot) and read noise, clipped to [0, 1].
 
     Options: ``gamma`` (number or [low, high], >= 1; default [2.0, 3.5]); ``gain`` (number or [low, high] in (0, 1];
-    default [0.1, 0.5]); ``shot_noise`` (number or [low, high] >= 0: a signal x gets noise of variance
-    ``shot_noise * x / 255``, i.e. Poisson noise with ``shot_noise`` 0-255 levels per photon; default 0);
-    ``read_noise`` (number or [low, high], standard deviation in 0-255 units; default 0).
+    default [0.1, 0.5]); ``channel_gain`` (number or [low, high] >= 0: each colour channel's own sensor gain, drawn
+    per channel, a colour cast the restorer must undo; default 1, none); ``shot_noise`` (number or [low, high] >= 0:
+    a signal x gets noise of variance ``shot_noise * x / 255``, i.e. Poisson noise with ``shot_noise`` 0-255 levels
+    per photon; default 0); ``read_noise`` (number or [low, high], standard deviation in 0-255 units; default 0).
     """
 
-    def __init__(self, where, gamma=(2.0, 3.5), gain=(0.1, 0.5), shot_noise=0, read_noise=0):
+    def __init__(self, where, gamma=(2.0, 3.5), gain=(0.1, 0.5), channel_gain=1, shot_noise=0, read_noise=0):
         self.gamma = Range(where, 'gamma', gamma, minimum=1)
         self.gain = Range(where, 'gain', gain, minimum=1e-3, maximum=1)
+        self.channel_gain = Range(where, 'channel_gain', channel_gain, minimum=0)
         self.shot_noise = Range(where, 'shot_noise', shot_noise, minimum=0)
         self.read_noise = Range(where, 'read_noise', read_noise, minimum=0)
 
     def __call__(self, image, rng):
         dark = np.float32(self.gain.draw(rng)) * np.clip(image, 0, 1)**np.float32(self.gamma.draw(rng))
+        if self.channel_gain.low != 1 or self.channel_gain.high != 1:
+            gains = [self.channel_gain.draw(rng) for _ in range(image.shape[2])]
+            dark = dark * np.asarray(gains, np.float32)
         shot, read = self.shot_noise.draw(rng) / 255, self.read_noise.draw(rng) / 255
-        std = np.sqrt(dark * np.float32(shot) + np.float32(read)**2)
+        std = np.sqrt(np.clip(dark, 0, None) * np.float32(shot) + np.float32(read)**2)
         return np.clip(dark + std * rng.standard_normal(dark.shape, dtype=np.float32), 0, 1)
 
 

@@ -7,7 +7,7 @@ from basicsr.utils import get_root_logger
 
 from ..priors.compiled_graphs import donated_buffers_off
 
-CHECKS_KEPT = 5  # the conflict is averaged over about this many checks (a moving average)
+CHECKS_KEPT = 5  # the cap follows the worst of the last this many checks
 WARN_AFTER = 3  # consecutive checks above max_conflict before the guard warns
 WARN_EVERY = 10  # while it lasts, the warning repeats every WARN_AFTER * WARN_EVERY checks
 
@@ -25,25 +25,23 @@ class ConflictGuard:
     comes back (docs/study.md).
 
     The guard measures every ``every``-th iteration (and whenever relative strength asks), logs ``conflict_<term>``
-    and ``cos_<term>`` into the training log, keeps a moving average of the sums over about ``CHECKS_KEPT`` checks
-    (all DDP ranks together), and
+    and ``cos_<term>`` into the training log, keeps the last ``CHECKS_KEPT`` checks (all DDP ranks together), and
 
-    - caps relative weights: ``cap(name)`` is the weight at which the term's averaged conflict equals
-      ``max_conflict`` (infinite while the term helps);
+    - caps relative weights: ``cap(name)`` is the weight at which the term's conflict equals ``max_conflict`` on the
+      worst of the kept checks (infinite while the term helps on all of them);
     - warns, naming the options to change, when a term's conflict at its applied weight stays above
       ``max_conflict`` for ``WARN_AFTER`` checks running (absolute weights are never changed, only warned about).
 
     Args:
         max_conflict (float): the largest share of the pixel loss's descent a diffusion term may cancel, in [0, 1).
-        every (int): iterations between checks (the model passes its logger's ``print_freq``).
+        every (int): iterations between checks.
         names (list[str]): the logged names of the diffusion terms (``l_diff_eps``, ``l_diff_h``).
     """
 
     def __init__(self, max_conflict, every, names):
         self.max_conflict = max_conflict
         self.every = every
-        self.pixel_sum = 0.0  # moving sums of ||g_pix||^2 and, per term at weight 1, -<g_pix, g_term>
-        self.opposing_sums = dict.fromkeys(names, 0.0)
+        self.recent = {name: [] for name in names}  # per term, -<g_pix, g_term> / ||g_pix||^2 at weight 1, newest last
         self.checks = 0
         self.above = dict.fromkeys(names, 0)  # consecutive checks above max_conflict
         self.last = {}  # the last check's logged values: conflict_<term>, cos_<term>
@@ -58,7 +56,7 @@ class ConflictGuard:
         ``parameters``. Every DDP rank must call it at the same iterations (the sums are all-reduced); a rank whose
         term the schedule skipped calls it with ``reference=None``."""
         self._check = {}
-        names = list(self.opposing_sums)
+        names = list(self.recent)
         values = [0.0] * (1 + 2 * len(names))  # a rank whose term was skipped this time contributes nothing
         if reference is not None:
             pixel = _gradient(reference, parameters)
@@ -74,12 +72,10 @@ class ConflictGuard:
         pixel_sq, *pairs = totals.tolist()
         if not pixel_sq:  # every rank skipped the term, or the pixel loss is flat
             return
-        keep = 1 - 1 / CHECKS_KEPT if self.checks else 0.0
-        self.pixel_sum = keep * self.pixel_sum + pixel_sq
         self.checks += 1
         for name, opposing, term_sq in zip(names, pairs[0::2], pairs[1::2]):
-            self.opposing_sums[name] = keep * self.opposing_sums[name] + opposing
             if term_sq:
+                self.recent[name] = (self.recent[name] + [opposing / pixel_sq])[-CHECKS_KEPT:]
                 self._check[name] = (opposing / pixel_sq, -opposing / math.sqrt(pixel_sq * term_sq))
 
     def report(self, weights, uncapped, current_iter):
@@ -105,11 +101,10 @@ class ConflictGuard:
                 self._capped_logged.pop(name)
 
     def cap(self, name):
-        """The largest factor on term ``name`` whose averaged conflict stays within ``max_conflict``."""
-        opposing = self.opposing_sums.get(name, 0.0)
-        if not self.checks or opposing <= 0:
-            return math.inf
-        return self.max_conflict * self.pixel_sum / opposing
+        """The largest factor on term ``name`` whose conflict stays within ``max_conflict`` on each of the last
+        ``CHECKS_KEPT`` checks (the worst one decides: one strong pull against the pixel loss can do lasting harm)."""
+        worst = max(self.recent.get(name) or [0.0])
+        return self.max_conflict / worst if worst > 0 else math.inf
 
     def _watch(self, name, conflict, cosine, weight, current_iter):
         self.above[name] = self.above.get(name, 0) + 1 if conflict > self.max_conflict else 0
@@ -124,12 +119,12 @@ class ConflictGuard:
             "which it only warns about); a later 'start_iter' lets the pixel loss settle first.")
 
     def state_dict(self):
-        return dict(pixel_sum=self.pixel_sum, opposing_sums=dict(self.opposing_sums), checks=self.checks,
+        return dict(recent={name: list(values) for name, values in self.recent.items()}, checks=self.checks,
                     above=dict(self.above), last=dict(self.last), capped_logged=dict(self._capped_logged))
 
     def load_state_dict(self, state):
-        self.pixel_sum, self.checks = state['pixel_sum'], state['checks']
-        self.opposing_sums, self.above = dict(state['opposing_sums']), dict(state['above'])
+        self.recent = {name: list(values) for name, values in state['recent'].items()}
+        self.checks, self.above = state['checks'], dict(state['above'])
         self.last, self._capped_logged = dict(state['last']), dict(state['capped_logged'])
 
 

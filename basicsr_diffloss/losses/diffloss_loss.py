@@ -1,4 +1,6 @@
 """DiffLoss: a frozen diffusion prior used as a training constraint (Tan & Zhao, arXiv 2406.19030)."""
+import difflib
+import inspect
 from collections import OrderedDict
 
 import torch
@@ -27,6 +29,7 @@ T_WEIGHTINGS = ('uniform', 'snr')
 RANGE_CHECK_BATCHES = 8
 RANGE_TOLERANCE = 0.01
 MIN_RANGE_SHARE = 0.2
+GUARD_EVERY = 10  # iterations between the conflict guard's checks outside the strength window
 
 
 class NonFiniteInputError(FloatingPointError):
@@ -120,13 +123,13 @@ class DiffLoss(nn.Module):
     The conflict guard (losses/conflict_guard.py), in training, where the model passes the restorer's parameters:
         max_conflict (float | false): the largest share of the pixel loss's descent a diffusion term may cancel on the
             restorer's weights, ``-<g_pix, g_term> / ||g_pix||^2`` (0: none; 1: the pixel loss stops falling).
-            Relative weights (``strength``) are capped to it, averaged over about 5 checks; any weight above it for 3
+            Relative weights (``strength``) are capped to it on each of the last 5 checks; any weight above it for 3
             checks running gives a warning naming the options to lower. ``conflict_<term>`` and ``cos_<term>`` (the
             cosine of the two gradients) are logged with every printed line; ``false`` turns the guard off. Default:
             the preset's (0.1).
-        guard_every (int | None): iterations between the guard's checks (each costs a backward pass of the
-            restorer per term), besides every application of the ``strength`` window. Default: None, the logger's
-            ``print_freq`` (100 outside a model).
+        guard_every (int): iterations between the guard's checks (each costs a backward pass of the restorer per
+            term), besides every application of the ``strength`` window; every printed log line shows the latest
+            check. Default: None, every 10 iterations.
 
     When the term is applied (ApplicationSchedule): ``start_iter`` (0), ``warmup_iters`` (0), ``every`` (1) and
     ``probability`` (1.0); skipped iterations cost nothing and log no diffusion term. The iteration comes from the
@@ -196,13 +199,12 @@ class DiffLoss(nn.Module):
         self.guard = None
         if method['max_conflict'] is not False:
             self.guard = ConflictGuard(number('DiffLoss', 'max_conflict', method['max_conflict'], minimum=0,
-                                              maximum=1), 100, list(self.weights))
+                                              maximum=1), GUARD_EVERY, list(self.weights))
         if guard_every is not None:
             if self.guard is None:
                 raise OptionError("DiffLoss option 'guard_every' takes effect only with the guard, which "
                                   "'max_conflict: false' turns off: give a number (e.g. 0.1), or remove 'guard_every'.")
             self.guard.every = number('DiffLoss', 'guard_every', guard_every, minimum=1, integer=True)
-        self.guard_every_given = guard_every is not None
         get_root_logger().info(f'DiffLoss method: {self.describe(sources)}')
 
     def describe(self, sources):
@@ -443,4 +445,8 @@ def _refuse_unknown_options(unknown):
         raise OptionError(f"DiffLoss options {moved} choose how the prior runs and belong to the prior now: write them "
                           f'under prior, e.g. prior: {{type: DiffusionPrior, pretrained: ..., {written}}}.')
     if unknown:
-        raise OptionError(f'DiffLoss has no option(s) {sorted(unknown)}; see the DiffLoss options in docs/options.md.')
+        known = [name for name in inspect.signature(DiffLoss).parameters if name != 'unknown']
+        hints = [f"'{name}': did you mean '{close[0]}'?" for name in sorted(unknown)
+                 for close in [difflib.get_close_matches(name, known, n=1)] if close]
+        raise OptionError(f"DiffLoss has no option(s) {sorted(unknown)}{'; ' + ' '.join(hints) if hints else ''} "
+                          'See the DiffLoss options in docs/options.md.')

@@ -104,9 +104,6 @@ class DiffusionConstraintMixin:
                             'RealESRNetModel, RealESRGANModel, ...) or remove train.diffusion_opt.')
         self.cri_diff = build_loss(diffusion_opt).to(self.device)
         self._check_diffusion_options()
-        guard = self.cri_diff.guard
-        if guard is not None and not self.cri_diff.guard_every_given:  # the guard checks where the log prints
-            guard.every = (self.opt.get('logger') or {}).get('print_freq', guard.every)
         self.cri_pix = PixelAndDiffusionLoss(self.cri_pix, self.cri_diff,
                                              [param for param in self.net_g.parameters() if param.requires_grad])
 
