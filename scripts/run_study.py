@@ -94,13 +94,10 @@ def train_and_evaluate(args, task, name, seed, train_photos, splits, prior, run_
             for image_name, (lq, _) in pairs.items():
                 output = save_rgb(osp.join(run_dir + SPLIT_SUFFIX[split], f'{image_name}.png'), restorer(lq))
                 metrics[split][image_name] = image_metrics(output, references[image_name], task.crop_border)
-    if loss.diffloss is not None and loss.diffloss.strength is not None:
-        weight = {name: min(value, loss.diffloss.guard.cap(name) / loss.diffloss.loss_weight)
-                  if loss.diffloss.guard else value for name, value in loss.strength_weights.items()}
     setting = SETTINGS[name]
     ratio = setting['diffusion']['strength']['eps'] if loss.relative else setting.get('ratio', 0.0)
     return dict(task=task.name, setting=name, seed=seed, iters=args.iters,
-                weight=weight, ratio=ratio,
+                weight=weight if weight is not None else loss.strength_weights, ratio=ratio,
                 strength='DiffLoss strength (live batches)' if loss.relative else 'study calibration (start outputs)',
                 prior=args.split_prior if setting.get('prior') == 'split' else args.prior, crop_size=args.crop_size,
                 ms_per_step=ms_per_step, log=log, metrics=metrics['tuning'],

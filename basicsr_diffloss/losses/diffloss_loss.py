@@ -418,19 +418,25 @@ class DiffLoss(nn.Module):
             if self.strength.weights is None:
                 raise OptionError("DiffLoss option 'strength': no weight measured yet; the first calls must have the "
                                   'restored image with its gradient (as in training).')
-            term_weights.update(self.strength.weights)
         if checking:
             self.guard.measure(reference, distances, parameters)
         uncapped = {}
-        if self.guard is not None and self.strength is not None and self.loss_weight:
-            uncapped = {name: self.loss_weight * term_weights[name] for name in self.strength.strength}
-            for name in self.strength.strength:
-                term_weights[name] = min(term_weights[name], self.guard.cap(name) / self.loss_weight)
+        if self.strength is not None:
+            uncapped = {name: self.loss_weight * weight for name, weight in self.strength.weights.items()}
+            term_weights.update(self.relative_weights())
         if checking:
             self.guard.report({name: self.loss_weight * term_weights[name] for name in distances},
                               uncapped, current_iter)
         return OrderedDict((name, self.loss_weight * term_weights[name] * scale * distance)
                            for name, distance in distances.items())
+
+    def relative_weights(self):
+        """The weights ``strength`` measured, each capped by the conflict guard (``max_conflict``); None before the
+        first measurement or without relative weights."""
+        weights = self.strength.weights if self.strength is not None else None
+        if weights is None or self.guard is None or not self.loss_weight:
+            return weights
+        return {name: min(weight, self.guard.cap(name) / self.loss_weight) for name, weight in weights.items()}
 
     def forward(self, pred, target):
         terms = self.terms(pred, target)

@@ -137,5 +137,6 @@ class StudyLoss:
 
     @property
     def strength_weights(self):
-        """The weights DiffLoss's ``strength`` measured (``{term: weight}``), for the run record; None otherwise."""
-        return self.diffloss.strength.weights if self.relative else None
+        """The weights DiffLoss's ``strength`` measured, capped by its conflict guard (``{term: weight}``), for the run
+        record; None otherwise."""
+        return self.diffloss.relative_weights() if self.relative else None
