@@ -53,6 +53,7 @@ import copy
 import ctypes
 import dataclasses
 import gc
+import itertools
 import json
 import os
 import shlex
@@ -89,6 +90,7 @@ from basicsr_diffloss.priors.guided_diffusion import resolve_flags, unet_config
 VARIANTS = {
     'default': dict(dtype='auto', channels_last='auto'),
     'default+measuring': dict(dtype='auto', channels_last='auto', strength_iters=10**9),  # the first 50 iterations
+    'default+no_guard': dict(dtype='auto', channels_last='auto', max_conflict=False),  # the conflict guard's cost
     'fp32': dict(dtype='fp32', gradient='backprop'),
     'bf16': dict(dtype='bf16', gradient='backprop'),
     'fp16': dict(dtype='fp16', gradient='backprop'),
@@ -304,15 +306,20 @@ def diffloss_with_options(prior, options, **fixed):
     return DiffLoss(prior=prior, **fixed, **loss_options)
 
 
-def build_extra_loss(config, env, options):
-    """The loss added to L1 as a function ``(output, gt) -> scalar``, or None for ``l1``."""
+def build_extra_loss(config, env, options, parameters):
+    """The loss added to L1 as a function ``(output, gt, l1) -> scalar``, or None for ``l1``. DiffLoss gets the
+    restorer's ``parameters`` and the L1 term, as a model's training step gives them (its conflict guard works on
+    them)."""
     if config.loss == 'l1+vgg':
         perceptual = PerceptualLoss({'conv5_4': 1.0}, vgg_type='vgg19', perceptual_weight=1.0, style_weight=0.)
         perceptual = perceptual.to(env.device)
-        return lambda output, gt: perceptual(output, gt)[0]
+        return lambda output, gt, pixel: perceptual(output, gt)[0]
     if config.loss == 'l1+diffloss':
         prior = copy.deepcopy(env.priors[config.prior]).to(env.device)
-        return diffloss_with_options(prior, options, seed=0)
+        diffloss = diffloss_with_options(prior, options, seed=0)
+        calls = itertools.count(1)
+        return lambda output, gt, pixel: sum(diffloss.terms(output, gt, next(calls), pixel, parameters).values(),
+                                             output.sum() * 0)
     return None
 
 
@@ -324,13 +331,14 @@ def build_step(config, env, options=None):
     optimizer = torch.optim.Adam(network.parameters(), lr=1e-4)
     gt = torch.rand(config.batch, 3, config.gt_size, config.gt_size, device=env.device)
     lq = F.interpolate(gt, scale_factor=1 / SCALE, mode='bicubic', antialias=True).clamp(0, 1)
-    extra_loss = build_extra_loss(config, env, config.options if options is None else options)
+    extra_loss = build_extra_loss(config, env, config.options if options is None else options,
+                                  [param for param in network.parameters() if param.requires_grad])
 
     def step():
         output = network(lq)
         loss = F.l1_loss(output, gt)
         if extra_loss is not None:
-            loss = loss + extra_loss(output, gt)
+            loss = loss + extra_loss(output, gt, loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -1,5 +1,5 @@
-"""DiffLoss's conflict guard: how much of the pixel loss's descent a term cancels on the restorer's weights, the cap on
-relative weights, the warning, the log and resume; and how presets and given options resolve."""
+"""DiffLoss's conflict guard: the projection of the terms' gradient on the restorer's weights against the pixel loss's,
+what it logs and warns, resume; and how presets and given options resolve."""
 import logging
 
 import pytest
@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from basicsr_diffloss.losses import DiffLoss
+from basicsr_diffloss.losses import conflict_guard
 from basicsr_diffloss.losses.conflict_guard import ConflictGuard
 from basicsr_diffloss.losses.method_presets import resolve_method
 from basicsr_diffloss.options import OptionError
@@ -50,45 +51,113 @@ def restorer_and_batch(seed=0):
     return net, lq, gt
 
 
-def test_conflict_and_cosine_equal_a_reference_computed_by_hand():
+def projected_by_hand(g_pixels, g_terms, max_conflict, beta=0.9):
+    """Our reference, weight by weight in plain Python: both momenta as Adam's first moment; where the terms'
+    momentum opposes the pixel loss's by more than max_conflict of it, it is held at that share; the gradient handed on
+    is the one that makes the terms' momentum so. Returns the handed-on gradient of each step."""
+    size = len(g_pixels[0])
+    pixel_m, term_m, out = [0.0] * size, [0.0] * size, []
+    for g_pix, g_term in zip(g_pixels, g_terms):
+        step = []
+        for i in range(size):
+            pixel_m[i] = beta * pixel_m[i] + (1 - beta) * float(g_pix[i])
+            candidate = beta * term_m[i] + (1 - beta) * float(g_term[i])
+            if candidate * pixel_m[i] < 0 and abs(candidate) > max_conflict * abs(pixel_m[i]):
+                candidate = -max_conflict * pixel_m[i]
+            step.append((candidate - beta * term_m[i]) / (1 - beta))
+            term_m[i] = candidate
+        out.append(torch.tensor(step))
+    return out
+
+
+def test_the_projection_equals_a_reference_computed_by_hand():
+    net, lq, gt = restorer_and_batch()
+    parameters = list(net.parameters())
+    guard = ConflictGuard(0.1)
+    g_pixels, g_terms, handed = [], [], []
+    for step in range(3):
+        output = net(lq[:, :, step:])
+        pixel = F.l1_loss(output, gt[:, :, step:])
+        # red down, green and blue up: opposes the pixel loss on some weights; it changes sign at the third step
+        term = (1 if step < 2 else -1) * (output[:, :1].mean() - output[:, 1:].mean())
+        projected = guard.project(pixel, {'l_diff_eps': term}, parameters, current_iter=step + 1)['l_diff_eps']
+        assert projected.item() == pytest.approx(term.item())  # the value is the term's; the gradient projected
+        g_pixels.append(flat_gradient(pixel, parameters))
+        g_terms.append(flat_gradient(term, parameters))
+        handed.append(flat_gradient(projected, parameters))
+    expected = projected_by_hand(g_pixels, g_terms, 0.1)
+    for step in range(3):
+        assert torch.allclose(handed[step], expected[step], rtol=1e-4, atol=1e-7), step
+    assert not torch.allclose(expected[0], g_terms[0]) and (expected[0] == g_terms[0]).any()  # some held, some not
+    g_pix, g_term = g_pixels[-1], g_terms[-1]
+    assert guard.last['conflict_diff'] == pytest.approx((-g_pix @ g_term / (g_pix @ g_pix)).item(), rel=1e-5)
+    assert guard.last['cos_diff'] == pytest.approx(F.cosine_similarity(g_pix, g_term, dim=0).item(), rel=1e-5)
+    assert guard.last['kept_diff'] == pytest.approx((expected[-1] @ g_term / (g_term @ g_term)).item(), rel=1e-4)
+    # the momenta Adam would hold (beta1 0.9): on every weight the total keeps the pixel loss's sign and at least
+    # 1 - max_conflict of its size
+    pixel_m = sum(0.9**(2 - step) * 0.1 * g_pixels[step] for step in range(3))
+    total_m = pixel_m + sum(0.9**(2 - step) * 0.1 * handed[step] for step in range(3))
+    assert (pixel_m * total_m >= (0.9 - 1e-4) * pixel_m.square()).all()
+
+
+def test_a_term_that_agrees_with_the_pixel_loss_passes_unchanged():
     net, lq, gt = restorer_and_batch()
     parameters = list(net.parameters())
     output = net(lq)
     pixel = F.l1_loss(output, gt)
-    opposing = -F.mse_loss(output, gt)  # pulls the output away from the GT: against the pixel loss
-    guard = ConflictGuard(0.1, 1, ['l_diff_eps'])
-    guard.measure(pixel, {'l_diff_eps': opposing}, parameters)
-    guard.report({'l_diff_eps': 3.0}, {}, current_iter=1)
-    g_pix, g_term = flat_gradient(pixel, parameters), flat_gradient(opposing, parameters)
-    expected_conflict = -3.0 * torch.dot(g_pix, g_term) / torch.dot(g_pix, g_pix)
-    expected_cosine = F.cosine_similarity(g_pix, g_term, dim=0)
-    assert guard.last['conflict_diff_eps'] == pytest.approx(expected_conflict.item(), rel=1e-5)
-    assert guard.last['cos_diff_eps'] == pytest.approx(expected_cosine.item(), rel=1e-5)
-    assert expected_conflict > 0 and expected_cosine < 0
-    # the cap is the factor at which the conflict equals max_conflict
-    assert guard.cap('l_diff_eps') * expected_conflict.item() / 3.0 == pytest.approx(0.1, rel=1e-5)
+    guard = ConflictGuard(0.1)
+    projected = guard.project(pixel, {'l_diff_eps': 2.0 * pixel}, parameters, current_iter=1)['l_diff_eps']
+    assert torch.allclose(flat_gradient(projected, parameters), 2.0 * flat_gradient(pixel, parameters))
+    assert guard.last['kept_diff'] == pytest.approx(1.0)
+    assert guard.last['conflict_diff'] == pytest.approx(-2.0, rel=1e-5)
 
 
-def test_a_term_that_helps_the_pixel_loss_is_never_capped():
+def test_a_skipped_step_moves_the_momenta():
     net, lq, gt = restorer_and_batch()
+    parameters = list(net.parameters())
+    guard = ConflictGuard(0.1)
     output = net(lq)
-    guard = ConflictGuard(0.1, 1, ['l_diff_eps'])
-    guard.measure(F.l1_loss(output, gt), {'l_diff_eps': F.mse_loss(output, gt)}, list(net.parameters()))
-    assert guard.cap('l_diff_eps') == float('inf')
+    guard.project(F.l1_loss(output, gt), {'l_diff_eps': 2.0 * F.l1_loss(output, gt)}, parameters, 1)
+    pixel_m, term_m = guard.pixel_momentum.clone(), guard.term_momentum.clone()
+    assert guard.project(F.l1_loss(output, gt), {}, parameters, 2) == {}
+    assert torch.allclose(guard.term_momentum, 0.9 * term_m)
+    assert torch.allclose(guard.pixel_momentum, 0.9 * pixel_m + 0.1 * flat_gradient(F.l1_loss(output, gt),
+                                                                                     parameters))
 
 
-def test_the_guard_warns_after_three_checks_above_max_conflict(basicsr_log):
-    net, lq, gt = restorer_and_batch()
-    guard = ConflictGuard(0.1, 1, ['l_diff_eps'])
-    for iteration in range(1, 4):
+def hostile_training(guard, steps=150, seed=0):
+    """A conv restorer trained by Adam with L1 plus a term 20x its size that pulls the output away from the GT
+    (through ``guard`` unless it is None); returns the L1 at the start and at the end."""
+    net, _, _ = restorer_and_batch(seed)
+    parameters = list(net.parameters())
+    optimizer = torch.optim.Adam(parameters, lr=1e-2)
+    generator = torch.Generator().manual_seed(seed + 1)
+    pixels = []
+    for iteration in range(1, steps + 1):
+        lq = torch.rand(4, 3, 16, 16, generator=generator)
+        gt = (lq * 1.3).clamp(0, 1)
         output = net(lq)
-        guard.measure(F.l1_loss(output, gt), {'l_diff_eps': -F.mse_loss(output, gt)}, list(net.parameters()))
-        guard.report({'l_diff_eps': 10.0}, {}, iteration)
-        warned = [message for message in basicsr_log if 'DiffLoss guard' in message]
-        assert len(warned) == (1 if iteration == 3 else 0)
+        pixel = F.l1_loss(output, gt)
+        terms = {'l_diff_eps': -20.0 * F.mse_loss(output, gt.flip(-1))}
+        if guard is not None:
+            terms = guard.project(pixel, terms, parameters, iteration)
+        optimizer.zero_grad()
+        (pixel + sum(terms.values())).backward()
+        optimizer.step()
+        pixels.append(pixel.item())
+    return pixels[0], sum(pixels[-10:]) / 10
+
+
+def test_the_guard_keeps_a_restorer_learning_under_a_term_that_fights_it(basicsr_log, monkeypatch):
+    monkeypatch.setattr(conflict_guard, 'WINDOW', 50)
+    plain = hostile_training(None)[1]
+    first, guarded = hostile_training(ConflictGuard(0.1))
+    print(f'L1 at start {first:.4f}; after 150 Adam steps: unguarded {plain:.4f}, guarded {guarded:.4f}')
+    assert plain > first  # unguarded, the term wins: L1 rises
+    assert guarded < 0.5 * first  # guarded, the restorer learns its task
+    warned = [message for message in basicsr_log if message.startswith('DiffLoss guard')]
+    assert len(warned) == 1 and 'kept' in warned[0] and "'strength'" in warned[0] and "'start_iter'" in warned[0]
     print(warned[0])
-    assert "l_diff_eps pulls the restorer against the pixel loss on 3 checks running" in warned[0]
-    assert "'strength'" in warned[0] and "'eps_weight'/'h_weight'" in warned[0]
 
 
 def train(loss, steps, seed=0, parameters=True):
@@ -110,65 +179,39 @@ def train(loss, steps, seed=0, parameters=True):
     return net
 
 
-def test_the_worst_recent_check_sets_the_cap():
-    guard = ConflictGuard(0.1, 1, ['l_diff_eps'])
-    guard.checks, guard.recent['l_diff_eps'] = 3, [-0.5, 0.4, -0.2]  # helped, opposed, helped
-    assert guard.cap('l_diff_eps') == pytest.approx(0.1 / 0.4)
-    guard.recent['l_diff_eps'] = [-0.5, -0.1]
-    assert guard.cap('l_diff_eps') == float('inf')
-
-
-def test_relative_weights_are_capped_to_max_conflict_and_the_cap_transfers_across_a_100x_prior(tiny_prior):
-    capped = {}
+def test_the_projected_term_transfers_across_a_100x_prior(tiny_prior):
+    gradients = {}
     for factor in (1.0, 100.0):
-        loss = DiffLoss(prior=louder(tiny_prior, factor), strength={'eps': 2.0}, strength_iters=5, max_conflict=0.05,
-                        guard_every=1, t_range=[400, 600], seed=0)
-        train(loss, 8)
-        rule = loss.strength.weights['l_diff_eps']
-        capped[factor] = (min(rule, loss.guard.cap('l_diff_eps')), rule)
-        # whatever the cap, the conflict measured at the applied weight follows the averaged sums
-        assert loss.guard.last['conflict_diff_eps'] == pytest.approx(
-            capped[factor][0] * loss.guard._check['l_diff_eps'][0], rel=1e-6)
-    # the raw term is 100x louder: both the strength rule and the cap give a weight 100x smaller
-    assert capped[1.0][0] / capped[100.0][0] == pytest.approx(100, rel=0.05)
-    assert capped[1.0][1] / capped[100.0][1] == pytest.approx(100, rel=0.05)
+        loss = DiffLoss(prior=louder(tiny_prior, factor), strength={'eps': 2.0}, strength_iters=5, max_conflict=0.1,
+                        t_range=[400, 600], seed=0)
+        net = train(loss, 5)
+        net, lq, gt = restorer_and_batch()
+        output = net(lq)
+        parameters = list(net.parameters())
+        term = loss.terms(output, gt, 6, reference=F.l1_loss(output, gt), parameters=parameters)['l_diff_eps']
+        gradients[factor] = flat_gradient(term, parameters)
+    # the raw term is 100x louder: the strength rule's weight is 100x smaller and the projected gradient the same
+    assert torch.allclose(gradients[1.0], gradients[100.0], rtol=0.05, atol=1e-6 * gradients[1.0].abs().max())
 
 
-def test_the_cap_lowers_the_applied_weight_when_the_term_opposes(tiny_prior):
-    loss = DiffLoss(prior=tiny_prior, strength={'eps': 2.0}, strength_iters=3, max_conflict=0.1, guard_every=1,
-                    seed=0)
-    train(loss, 3)
-    loss.guard.recent['l_diff_eps'] = [1e3]  # a term that opposed strongly on a recent check
-    net, lq, gt = restorer_and_batch()
-    output = net(lq)
-    applied = loss.terms(output, gt, 4, reference=F.l1_loss(output, gt))['l_diff_eps']
-    rule = loss.strength.weights['l_diff_eps']
-    assert loss.guard.cap('l_diff_eps') == pytest.approx(0.1 / 1e3)
-    assert loss.guard.cap('l_diff_eps') < rule
-    loss_uncapped = DiffLoss(prior=tiny_prior, strength={'eps': 2.0}, strength_iters=3, max_conflict=False, seed=0)
-    train(loss_uncapped, 3)
-    reference = loss_uncapped.terms(output, gt, 4, reference=F.l1_loss(output, gt))['l_diff_eps']
-    assert applied.item() < reference.item() * 0.01
-
-
-def test_without_parameters_the_guard_never_checks_and_null_turns_it_off(tiny_prior):
-    loss = DiffLoss(prior=tiny_prior, strength={'eps': 1.0}, strength_iters=3, guard_every=1, seed=0)
+def test_without_parameters_the_guard_does_nothing_and_false_turns_it_off(tiny_prior):
+    loss = DiffLoss(prior=tiny_prior, strength={'eps': 1.0}, strength_iters=3, seed=0)
     train(loss, 4, parameters=False)
-    assert loss.guard.checks == 0 and loss.guard.last == {}
+    assert loss.guard.last == {} and not loss.guard.kept
     assert DiffLoss(prior=tiny_prior, max_conflict=False).guard is None
-    with pytest.raises(OptionError, match="'guard_every' takes effect only with the guard"):
-        DiffLoss(prior=tiny_prior, max_conflict=False, guard_every=10)
     with pytest.raises(ValueError, match="'max_conflict': 2 must be <= 1"):
         DiffLoss(prior=tiny_prior, max_conflict=2)
 
 
 def test_guard_state_round_trips(tiny_prior):
-    loss = DiffLoss(prior=tiny_prior, strength={'eps': 1.0}, strength_iters=3, guard_every=1, seed=0)
+    loss = DiffLoss(prior=tiny_prior, strength={'eps': 1.0}, strength_iters=3, seed=0)
     train(loss, 4)
-    other = DiffLoss(prior=tiny_prior, strength={'eps': 1.0}, strength_iters=3, guard_every=1, seed=0)
+    other = DiffLoss(prior=tiny_prior, strength={'eps': 1.0}, strength_iters=3, seed=0)
     other.guard.load_state_dict(loss.guard.state_dict())
-    assert other.guard.state_dict() == loss.guard.state_dict()
-    assert other.guard.cap('l_diff_eps') == loss.guard.cap('l_diff_eps')
+    mine, theirs = loss.guard.state_dict(), other.guard.state_dict()
+    assert torch.equal(mine.pop('pixel_momentum'), theirs.pop('pixel_momentum'))
+    assert torch.equal(mine.pop('term_momentum'), theirs.pop('term_momentum'))
+    assert mine == theirs and len(loss.guard.kept) == 4
 
 
 def test_loss_weight_zero_runs_no_prior(tiny_prior, monkeypatch):
@@ -204,7 +247,7 @@ def test_an_absolute_weight_makes_its_term_absolute_beside_relative_ones():
     options, sources = resolve_method('default', dict(eps_weight=3.5, strength={'h': 0.5}))
     assert options['strength'] == {'h': 0.5} and options['eps_weight'] == 3.5 and sources['eps_weight'] == 'given'
     options, _ = resolve_method('default', dict(eps_weight=3.5))
-    assert options['strength'] is None and options['max_conflict'] == 0.1
+    assert options['strength'] is None and options['max_conflict'] == 0.0
     with pytest.raises(OptionError, match="'eps_weight' and 'strength.eps' both set"):
         resolve_method('default', dict(eps_weight=1.0, strength={'eps': 1.0}))
 
@@ -216,4 +259,4 @@ def test_the_start_up_log_names_the_resolved_method_and_its_sources(tiny_prior, 
     assert 'gradient score_difference (preset default)' in line and 't_range [100, 300], t_weighting' in line
     assert "l_diff_eps 2 x the pixel loss's gradient (strength (preset default))" in line
     assert "l_diff_h 0.25 x the pixel loss's gradient (strength (given))" in line
-    assert 'max_conflict 0.1 (preset default)' in line
+    assert 'max_conflict 0 (preset default)' in line

@@ -116,15 +116,15 @@ def test_the_default_keeps_psnr_on_every_task_then_has_the_best_niqe_and_colour_
                 'b': dict(psnr=psnr + 0.1, niqe=niqe, ciede2000=ciede)}
 
     baseline = images(30.0, 5.0, 3.0)
-    sr = {('l1', 0): baseline, ('strength_2', 0): images(30.2, 5.2, 2.9), ('strength_2_cap_0.1', 0):
+    sr = {('l1', 0): baseline, ('strength_2', 0): images(30.2, 5.2, 2.9), ('strength_2_guard_0.1', 0):
           images(30.1, 5.1, 2.9), ('strength_1', 0): images(30.05, 5.0, 3.0)}
     low_light = {('l1', 0): baseline, ('strength_2', 0): images(25.0, 4.0, 9.0),  # better NIQE, loses PSNR
-                 ('strength_2_cap_0.1', 0): images(29.95, 4.9, 3.0), ('strength_1', 0): images(29.0, 5.0, 3.0)}
-    assert '**strength_2_cap_0.1**' in default_choice({'sr4': sr, 'll': low_light})
-    assert 'keep PSNR: strength_2, strength_1, strength_2_cap_0.1' not in default_choice({'sr4': sr, 'll': low_light})
+                 ('strength_2_guard_0.1', 0): images(29.95, 4.9, 3.0), ('strength_1', 0): images(29.0, 5.0, 3.0)}
+    assert '**strength_2_guard_0.1**' in default_choice({'sr4': sr, 'll': low_light})
+    assert 'keep PSNR: strength_2, strength_1, strength_2_guard_0.1' not in default_choice({'sr4': sr, 'll': low_light})
     collapsed = {('l1', 0): baseline, ('strength_2', 0): images(25.0, 4.0, 9.0),
-                 ('strength_2_cap_0.1', 0): images(29.0, 4.9, 3.0), ('strength_1', 0): images(28.0, 5.0, 3.0)}
-    assert 'the safest (highest worst-task dPSNR): **strength_2_cap_0.1**' in default_choice({'ll': collapsed})
+                 ('strength_2_guard_0.1', 0): images(29.0, 4.9, 3.0), ('strength_1', 0): images(28.0, 5.0, 3.0)}
+    assert 'the safest (highest worst-task dPSNR): **strength_2_guard_0.1**' in default_choice({'ll': collapsed})
 
 
 def test_low_light_task_darkens_with_a_colour_cast_and_noise_reproducibly():

@@ -1,5 +1,6 @@
-"""Whether DiffLoss pulls the restorer's weights against the pixel loss: measured, logged, capped and warned about."""
-import math
+"""Keeps DiffLoss from moving any of the restorer's weights against the pixel loss: projected, logged and warned
+about at every step."""
+from collections import deque
 
 import torch
 import torch.distributed as dist
@@ -7,125 +8,108 @@ from basicsr.utils import get_root_logger
 
 from ..priors.compiled_graphs import donated_buffers_off
 
-CHECKS_KEPT = 5  # the cap follows the worst of the last this many checks
-WARN_AFTER = 3  # consecutive checks above max_conflict before the guard warns
-WARN_EVERY = 10  # while it lasts, the warning repeats every WARN_AFTER * WARN_EVERY checks
+BETA = 0.9  # the momenta's decay: Adam's beta1 (BasicSR's option files and torch's default)
+WINDOW = 100  # steps over which the share of the terms' gradient the guard keeps is averaged for the warning
+WARN_BELOW = 0.5  # the guard warns when it keeps less than this share of the terms' gradient over WINDOW steps
+WARN_EVERY = 1000  # iterations between repeated warnings
 
 
 class ConflictGuard:
-    """Measures, on the restorer's weights, how much of the pixel loss's descent each diffusion term cancels.
+    """Bounds, on every weight of the restorer, how far the diffusion terms may pull against the pixel loss.
 
-    With ``g_pix`` the gradient of the pixel loss and ``g_term`` the gradient of a diffusion term (at its applied
-    weight), both on the restorer's trainable parameters, the term's **conflict** is ``-<g_pix, g_term> /
-    ||g_pix||^2``: the share of the pixel loss's own first-order descent that the term takes back in a gradient step
-    (0: none, or the term helps; 1: the pixel loss stops falling). Its **cosine** is the cosine of the two gradients.
-    They are measured on the image the step restores, on the parameters, because that is where the two losses meet:
-    on the low-light task the term's gradient on the image was nearly orthogonal to L1's (cosine +0.1) while on IAT's
-    weights it pointed against it (cosine -0.9), pushing the output's blue channel into IAT's clamp, where no gradient
-    comes back (docs/study.md).
+    The optimizer moves a weight along its momentum, the running mean of its gradients (Adam's first moment, decay
+    ``BETA``), which is the pixel loss's momentum plus the terms'. The guard keeps both momenta on the restorer's
+    trainable parameters and, on each weight where the terms' momentum opposes the pixel loss's by more than
+    ``max_conflict`` of it, hands the optimizer the terms' gradient that holds it at that share. So every weight
+    keeps moving the way the pixel loss moves it, at least ``1 - max_conflict`` of its pull left; where the terms
+    agree with the pixel loss, or where it does not reach a weight, they pass unchanged.
 
-    The guard measures every ``every``-th iteration (and whenever relative strength asks), logs ``conflict_<term>``
-    and ``cos_<term>`` into the training log, keeps the last ``CHECKS_KEPT`` checks (all DDP ranks together), and
+    Why the momentum, per weight: on the low-light task the term's gradient on IAT's weights pointed against L1's
+    (cosine -0.9) where L1's pull is weak, and pushed the output's blue channel into IAT's clamp, from which no
+    gradient returns (docs/study.md). Capping the term's weight so that it cancels at most 10% of the pixel loss's
+    descent in norm, or its gradient per weight and per step, still let one seed of two collapse: a term that is
+    free where it agrees and clipped where it opposes still accumulates in the momentum on weights where the pixel
+    loss's gradient changes sign from batch to batch.
 
-    - caps relative weights: ``cap(name)`` is the weight at which the term's conflict equals ``max_conflict`` on the
-      worst of the kept checks (infinite while the term helps on all of them);
-    - warns, naming the options to change, when a term's conflict at its applied weight stays above
-      ``max_conflict`` for ``WARN_AFTER`` checks running (absolute weights are never changed, only warned about).
+    Each step it logs ``conflict_diff``: the share of the pixel loss's first-order descent the terms' raw gradient
+    takes back, ``-<g_pix, g> / ||g_pix||^2`` (0: none, 1: the pixel loss stops falling, below 0: they help);
+    ``cos_diff``: the cosine of the two gradients; ``kept_diff``: the projection of the gradient handed on onto the
+    raw one, ``<g', g> / ||g||^2`` (1: unchanged; below 0: the guard takes back an earlier pull). It warns when the
+    mean of ``kept_diff`` over ``WINDOW`` steps is below one half: the terms mostly fight the pixel loss. Under DDP
+    the gradients are averaged over the ranks first, so every rank hands on the same projected gradient.
 
     Args:
-        max_conflict (float): the largest share of the pixel loss's descent a diffusion term may cancel, in [0, 1).
-        every (int): iterations between checks.
-        names (list[str]): the logged names of the diffusion terms (``l_diff_eps``, ``l_diff_h``).
+        max_conflict (float): the largest share of the pixel loss's pull on any weight the terms may cancel, in
+            [0, 1].
     """
 
-    def __init__(self, max_conflict, every, names):
+    def __init__(self, max_conflict):
         self.max_conflict = max_conflict
-        self.every = every
-        self.recent = {name: [] for name in names}  # per term, -<g_pix, g_term> / ||g_pix||^2 at weight 1, newest last
-        self.checks = 0
-        self.above = dict.fromkeys(names, 0)  # consecutive checks above max_conflict
-        self.last = {}  # the last check's logged values: conflict_<term>, cos_<term>
-        self._check = {}  # the last check's (opposing share at weight 1, cosine) per term
-        self._capped_logged = {}  # term -> the capped weight last logged
+        self.pixel_momentum = None  # flat, over the restorer's trainable parameters
+        self.term_momentum = None
+        self.kept = deque(maxlen=WINDOW)  # kept_diff per step, newest last
+        self.last = {}  # the last step's logged values
+        self.warned_at = None
 
-    def due(self, current_iter):
-        return current_iter is not None and current_iter % self.every == 0
+    def project(self, reference, terms, parameters, current_iter):
+        """``terms`` (name -> weighted diffusion term with its graph) with their gradient on ``parameters``
+        projected against ``reference`` (the pixel loss). Returns the terms with their values; the first carries the
+        projected gradient of them all on ``parameters`` and none reaches anything else (their graphs are
+        replaced). On a step the schedule skips, call it with ``terms={}``: the momenta still move. Every DDP rank
+        calls it at the same steps (``reference=None`` where a rank has no pixel loss to give)."""
+        pixel = _gradient(reference, parameters) if reference is not None else None
+        raw = sum(_gradient(term, parameters) for term in terms.values()) if pixel is not None and terms else None
+        pixel, raw = _averaged_over_ranks(pixel, raw, parameters)
+        if pixel is None:
+            return dict(terms)
+        if self.pixel_momentum is None:
+            self.pixel_momentum, self.term_momentum = torch.zeros_like(pixel), torch.zeros_like(pixel)
+        self.pixel_momentum.mul_(BETA).add_(pixel, alpha=1 - BETA)
+        term = raw if raw is not None else torch.zeros_like(pixel)
+        momentum = BETA * self.term_momentum + (1 - BETA) * term
+        # where the terms' momentum opposes the pixel loss's by more than max_conflict of it, hold it at that share
+        limit = self.max_conflict * self.pixel_momentum.abs()
+        beyond = (momentum * self.pixel_momentum < 0) & (momentum.abs() > limit)
+        momentum = torch.where(beyond, -self.max_conflict * self.pixel_momentum, momentum)
+        projected = (momentum - BETA * self.term_momentum) / (1 - BETA)
+        self.term_momentum = momentum
+        if raw is None:
+            return {}
+        self._log(pixel, raw, projected, current_iter)
+        surrogate = sum((param * part.view_as(param).to(param.dtype)).sum()
+                        for param, part in zip(parameters, torch.split(projected, [p.numel() for p in parameters])))
+        first = next(iter(terms))
+        return {name: term.detach() + (surrogate - surrogate.detach() if name == first else 0)
+                for name, term in terms.items()}
 
-    def measure(self, reference, distances, parameters):
-        """One check: ``reference`` (the pixel loss) and each unweighted term of ``distances`` differentiated on
-        ``parameters``. Every DDP rank must call it at the same iterations (the sums are all-reduced); a rank whose
-        term the schedule skipped calls it with ``reference=None``."""
-        self._check = {}
-        names = list(self.recent)
-        values = [0.0] * (1 + 2 * len(names))  # a rank whose term was skipped this time contributes nothing
-        if reference is not None:
-            pixel = _gradient(reference, parameters)
-            values[0] = pixel.square().sum().item()
-            for index, name in enumerate(names):
-                if name in distances:
-                    term = _gradient(distances[name], parameters)
-                    values[1 + 2 * index:3 + 2 * index] = [-(pixel * term).sum().item(), term.square().sum().item()]
-        totals = torch.tensor(values, dtype=torch.float64)
-        if dist.is_available() and dist.is_initialized():
-            totals = totals.to(parameters[0].device)
-            dist.all_reduce(totals)
-        pixel_sq, *pairs = totals.tolist()
-        if not pixel_sq:  # every rank skipped the term, or the pixel loss is flat
+    def _log(self, pixel, raw, projected, current_iter):
+        pixel_sq, raw_sq = pixel.square().sum().item(), raw.square().sum().item()
+        opposing = -(pixel * raw).sum().item()
+        self.kept.append((projected * raw).sum().item() / raw_sq if raw_sq else 1.0)
+        self.last = dict(conflict_diff=opposing / pixel_sq if pixel_sq else 0.0,
+                         cos_diff=-opposing / (pixel_sq * raw_sq)**0.5 if pixel_sq and raw_sq else 0.0,
+                         kept_diff=self.kept[-1])
+        if len(self.kept) < WINDOW or current_iter is None:
             return
-        self.checks += 1
-        for name, opposing, term_sq in zip(names, pairs[0::2], pairs[1::2]):
-            if term_sq:
-                self.recent[name] = (self.recent[name] + [opposing / pixel_sq])[-CHECKS_KEPT:]
-                self._check[name] = (opposing / pixel_sq, -opposing / math.sqrt(pixel_sq * term_sq))
-
-    def report(self, weights, uncapped, current_iter):
-        """After a check: log the conflict at the applied ``weights`` (each term's factor on its unweighted distance)
-        and the cosine; warn when a term stays above ``max_conflict``; say when the cap lowers a relative weight below
-        ``uncapped`` (the strength rule's weight, same factors)."""
-        for name, (opposing, cosine) in self._check.items():
-            conflict = weights[name] * opposing
-            self.last[f'conflict_{name[2:]}'] = conflict
-            self.last[f'cos_{name[2:]}'] = cosine
-            self._watch(name, conflict, cosine, weights[name], current_iter)
-            capped = name in uncapped and weights[name] < 0.999 * uncapped[name]
-            previous = self._capped_logged.get(name)
-            if capped and (previous is None or abs(weights[name] - previous) > 0.1 * previous):
-                get_root_logger().info(
-                    f'DiffLoss guard, iteration {current_iter}: {name} weight capped at {weights[name]:.4g} (the '
-                    f'strength rule gives {uncapped[name]:.4g}) so that it cancels at most {self.max_conflict:g} of '
-                    "the pixel loss's descent on the restorer's weights (option max_conflict).")
-                self._capped_logged[name] = weights[name]
-            elif not capped and previous is not None:
-                get_root_logger().info(f'DiffLoss guard, iteration {current_iter}: {name} no longer capped, weight '
-                                       f'{weights[name]:.4g} (the strength rule).')
-                self._capped_logged.pop(name)
-
-    def cap(self, name):
-        """The largest factor on term ``name`` whose conflict stays within ``max_conflict`` on each of the last
-        ``CHECKS_KEPT`` checks (the worst one decides: one strong pull against the pixel loss can do lasting harm)."""
-        worst = max(self.recent.get(name) or [0.0])
-        return self.max_conflict / worst if worst > 0 else math.inf
-
-    def _watch(self, name, conflict, cosine, weight, current_iter):
-        self.above[name] = self.above.get(name, 0) + 1 if conflict > self.max_conflict else 0
-        if self.above[name] % (WARN_AFTER * WARN_EVERY) != WARN_AFTER:  # after 3 checks, then every 30 while it lasts
+        kept = sum(self.kept) / len(self.kept)
+        if kept >= WARN_BELOW or (self.warned_at is not None and current_iter - self.warned_at < WARN_EVERY):
             return
+        self.warned_at = current_iter
         get_root_logger().warning(
-            f'DiffLoss guard, iteration {current_iter}: {name} pulls the restorer against the pixel loss on '
-            f'{WARN_AFTER} checks running (now: cosine {cosine:+.2f} on its weights, it cancels {conflict:.0%} of the '
-            f"pixel loss's descent at weight {weight:.4g}; option max_conflict is {self.max_conflict:g}). The "
-            'restorer learns its task more slowly than without DiffLoss, or not at all. Lower the term: '
-            "'strength' (relative weights, which max_conflict caps) or 'eps_weight'/'h_weight' (absolute weights, "
-            "which it only warns about); a later 'start_iter' lets the pixel loss settle first.")
+            f'DiffLoss guard, iteration {current_iter}: over the last {WINDOW} steps it kept {kept:.0%} of the '
+            "diffusion terms' gradient on the restorer's weights; the rest pulled weights against the pixel loss "
+            f'(option max_conflict: {self.max_conflict:g}). The restorer still learns its task, but the term mostly '
+            "fights it here and adds little: lower 'strength' (or 'eps_weight'/'h_weight'), let the pixel loss "
+            "settle first with a later 'start_iter', or remove train.diffusion_opt.")
 
     def state_dict(self):
-        return dict(recent={name: list(values) for name, values in self.recent.items()}, checks=self.checks,
-                    above=dict(self.above), last=dict(self.last), capped_logged=dict(self._capped_logged))
+        return dict(pixel_momentum=self.pixel_momentum, term_momentum=self.term_momentum, kept=list(self.kept),
+                    last=dict(self.last), warned_at=self.warned_at)
 
     def load_state_dict(self, state):
-        self.recent = {name: list(values) for name, values in state['recent'].items()}
-        self.checks, self.above = state['checks'], dict(state['above'])
-        self.last, self._capped_logged = dict(state['last']), dict(state['capped_logged'])
+        self.pixel_momentum, self.term_momentum = state['pixel_momentum'], state['term_momentum']
+        self.kept = deque(state['kept'], maxlen=WINDOW)
+        self.last, self.warned_at = dict(state['last']), state['warned_at']
 
 
 def _gradient(value, parameters):
@@ -134,3 +118,18 @@ def _gradient(value, parameters):
         grads = torch.autograd.grad(value, parameters, retain_graph=True, allow_unused=True)
     return torch.cat([(grad if grad is not None else torch.zeros_like(param)).flatten().float()
                       for grad, param in zip(grads, parameters)])
+
+
+def _averaged_over_ranks(pixel, raw, parameters):
+    """``pixel`` and ``raw`` averaged over the DDP ranks (a rank without one adds zeros); unchanged without DDP.
+    Each is None where no rank had it."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return pixel, raw
+    size = sum(param.numel() for param in parameters)
+    stacked = torch.zeros(2, size + 1, device=parameters[0].device)
+    for row, grad in enumerate((pixel, raw)):
+        if grad is not None:
+            stacked[row, :size], stacked[row, size] = grad, 1  # the last column counts the ranks that gave one
+    dist.all_reduce(stacked)
+    world = dist.get_world_size()
+    return tuple(stacked[row, :size] / world if stacked[row, size] else None for row in (0, 1))

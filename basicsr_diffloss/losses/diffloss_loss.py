@@ -29,7 +29,6 @@ T_WEIGHTINGS = ('uniform', 'snr')
 RANGE_CHECK_BATCHES = 8
 RANGE_TOLERANCE = 0.01
 MIN_RANGE_SHARE = 0.2
-GUARD_EVERY = 10  # iterations between the conflict guard's checks outside the strength window
 
 
 class NonFiniteInputError(FloatingPointError):
@@ -46,7 +45,7 @@ class DiffLoss(nn.Module):
     restorer is option ``gradient``: by default (``score_difference``) both branches run in one call without a graph
     and the eps term's gradient on the restored image is the difference of the two predictions; with ``backprop``
     (the paper's) it flows *through* the UNet (the authors' released code lost it under ``torch.no_grad()``).
-    Either way a conflict guard watches, on the restorer's weights, whether the term pulls against the pixel loss
+    Either way a conflict guard keeps the term from pulling any of the restorer's weights against the pixel loss
     (``max_conflict``).
 
     Args:
@@ -54,10 +53,10 @@ class DiffLoss(nn.Module):
             built prior (to share one between losses).
         preset (str): where ``eps_weight``, ``h_weight``, ``t_range``, ``space``, ``gradient``, ``t_weighting``,
             ``strength`` and ``max_conflict`` come from when not given. ``default`` (the eps weight from
-            ``strength: {eps: 2.0}`` capped by ``max_conflict: 0.1``, h 0, [200, 800], eps, score_difference,
+            ``strength: {eps: 2.0}`` under the guard's ``max_conflict: 0``, h 0, [200, 800], eps, score_difference,
             uniform: the study's choice across x4 SR, denoising and low light, docs/study.md); ``backprop`` (the same
             with the paper's gradient through the UNet, ``strength: {eps: 1.0}``); ``paper`` (1e-3, 1e-6, the whole
-            schedule, eps, backprop, uniform, absolute weights, the guard warning at 0.1). A term is relative or
+            schedule, eps, backprop, uniform, absolute weights, no guard: the method as published). A term is relative or
             absolute, never both (losses/method_presets.py): one named in ``strength`` is relative, one given
             ``eps_weight``/``h_weight`` absolute, any other keeps the preset's rule, so ``strength: {h: 0.25}`` keeps
             the default's relative eps term and ``eps_weight: 3.5`` makes eps absolute. The start-up log says in one
@@ -121,15 +120,15 @@ class DiffLoss(nn.Module):
             Default: ``fixed``. Both are an error without relative weights.
 
     The conflict guard (losses/conflict_guard.py), in training, where the model passes the restorer's parameters:
-        max_conflict (float | false): the largest share of the pixel loss's descent a diffusion term may cancel on the
-            restorer's weights, ``-<g_pix, g_term> / ||g_pix||^2`` (0: none; 1: the pixel loss stops falling).
-            Relative weights (``strength``) are capped to it on each of the last 5 checks; any weight above it for 3
-            checks running gives a warning naming the options to lower. ``conflict_<term>`` and ``cos_<term>`` (the
-            cosine of the two gradients) are logged with every printed line; ``false`` turns the guard off. Default:
-            the preset's (0.1).
-        guard_every (int): iterations between the guard's checks (each costs a backward pass of the restorer per
-            term), besides every application of the ``strength`` window; every printed log line shows the latest
-            check. Default: None, every 10 iterations.
+        max_conflict (float | false): on each of the restorer's weights where the diffusion terms' gradient opposes
+            the pixel loss's, the largest share of the pixel loss's pull they may cancel: the terms' gradient there is
+            cut to ``max_conflict * |g_pix|`` (0: they never oppose; 1: they may stop a weight). Where they agree with
+            the pixel loss they pass unchanged. Every step; each costs a backward pass of the restorer for the pixel
+            loss and one per term (not of the prior). ``conflict_<term>`` (the share of the pixel loss's first-order
+            descent the term took back before the projection), ``cos_<term>`` (the cosine of the two gradients on the
+            weights) and ``kept_diff`` (the share of the terms' gradient norm kept) are logged with every printed
+            line; a warning names the options to change when less than half is kept over 100 steps. ``false`` turns
+            the guard off. Default: the preset's (0: the terms never oppose; ``paper``: false).
 
     When the term is applied (ApplicationSchedule): ``start_iter`` (0), ``warmup_iters`` (0), ``every`` (1) and
     ``probability`` (1.0); skipped iterations cost nothing and log no diffusion term. The iteration comes from the
@@ -148,7 +147,7 @@ class DiffLoss(nn.Module):
                  num_samples=1, crop_size=None, input_range=(0, 1), out_of_range='clamp', nonfinite='error',
                  seed=None, space=None, gradient=None, t_weighting=None, augment=False, start_iter=0,
                  warmup_iters=0, every=1, probability=1.0, strength=None, strength_iters=None,
-                 strength_update=None, max_conflict=None, guard_every=None, **unknown):
+                 strength_update=None, max_conflict=None, **unknown):
         super().__init__()
         _refuse_unknown_options(unknown)
         method, sources = resolve_method(preset, dict(
@@ -199,12 +198,7 @@ class DiffLoss(nn.Module):
         self.guard = None
         if method['max_conflict'] is not False:
             self.guard = ConflictGuard(number('DiffLoss', 'max_conflict', method['max_conflict'], minimum=0,
-                                              maximum=1), GUARD_EVERY, list(self.weights))
-        if guard_every is not None:
-            if self.guard is None:
-                raise OptionError("DiffLoss option 'guard_every' takes effect only with the guard, which "
-                                  "'max_conflict: false' turns off: give a number (e.g. 0.1), or remove 'guard_every'.")
-            self.guard.every = number('DiffLoss', 'guard_every', guard_every, minimum=1, integer=True)
+                                              maximum=1))
         get_root_logger().info(f'DiffLoss method: {self.describe(sources)}')
 
     def describe(self, sources):
@@ -354,8 +348,8 @@ class DiffLoss(nn.Module):
         """Each weighted diffusion term, as an OrderedDict of scalar tensors (only the terms with weight > 0; none on
         the iterations the schedule skips). ``current_iter``: the training iteration (1-based), for the schedule.
         ``reference``: the model's pixel loss on ``pred``, the reference of option ``strength`` and of the conflict
-        guard (default: L1). ``parameters``: the restorer's trainable parameters, on which the guard measures (without
-        them it never checks)."""
+        guard (default: L1). ``parameters``: the restorer's trainable parameters, on which the guard projects the
+        terms' gradient (without them it does nothing)."""
         if pred.shape != target.shape:
             raise ValueError(f'DiffLoss: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape.')
         self._check_finite(pred, target)
@@ -368,8 +362,8 @@ class DiffLoss(nn.Module):
         if not scale:  # every rank takes part in the all-reduced measurements, also one that skips the term
             if measuring:
                 self.strength.measure(None, None, pred)
-            if self.guard is not None and parameters is not None and (measuring or self.guard.due(current_iter)):
-                self.guard.measure(None, None, parameters)
+            if self.guard is not None and parameters is not None and torch.is_grad_enabled() and pred.requires_grad:
+                self.guard.project(reference, {}, parameters, current_iter)  # the momenta move on skipped steps too
             return OrderedDict()
         output, gt = pred, target
         pred, target = self.prior.fit_size([self._within_range(pred, 'pred'),
@@ -408,9 +402,8 @@ class DiffLoss(nn.Module):
             distances['l_diff_h'] = self._distance(h_pred, h_target, weights)
         term_weights = dict(self.weights)
         live = torch.is_grad_enabled() and output.requires_grad
-        checking = (self.guard is not None and parameters is not None and live
-                    and (measuring or self.guard.due(current_iter)))
-        if live and reference is None and (measuring or checking):
+        guarding = self.guard is not None and parameters is not None and live
+        if live and reference is None and (measuring or guarding):
             reference = F.l1_loss(output, gt)
         if self.strength is not None:
             if measuring and live:
@@ -418,25 +411,13 @@ class DiffLoss(nn.Module):
             if self.strength.weights is None:
                 raise OptionError("DiffLoss option 'strength': no weight measured yet; the first calls must have the "
                                   'restored image with its gradient (as in training).')
-        if checking:
-            self.guard.measure(reference, distances, parameters)
-        uncapped = {}
         if self.strength is not None:
-            uncapped = {name: self.loss_weight * weight for name, weight in self.strength.weights.items()}
-            term_weights.update(self.relative_weights())
-        if checking:
-            self.guard.report({name: self.loss_weight * term_weights[name] for name in distances},
-                              uncapped, current_iter)
-        return OrderedDict((name, self.loss_weight * term_weights[name] * scale * distance)
-                           for name, distance in distances.items())
-
-    def relative_weights(self):
-        """The weights ``strength`` measured, each capped by the conflict guard (``max_conflict``); None before the
-        first measurement or without relative weights."""
-        weights = self.strength.weights if self.strength is not None else None
-        if weights is None or self.guard is None or not self.loss_weight:
-            return weights
-        return {name: min(weight, self.guard.cap(name) / self.loss_weight) for name, weight in weights.items()}
+            term_weights.update(self.strength.weights)
+        weighted = OrderedDict((name, self.loss_weight * term_weights[name] * scale * distance)
+                               for name, distance in distances.items())
+        if guarding:
+            weighted = OrderedDict(self.guard.project(reference, weighted, parameters, current_iter))
+        return weighted
 
     def forward(self, pred, target):
         terms = self.terms(pred, target)

@@ -30,7 +30,7 @@ class PixelAndDiffusionLoss(nn.Module):
         super().__init__()
         self.pixel = pixel
         self.diffusion = diffusion
-        self.parameters_judged = parameters  # the restorer's trainable parameters, where DiffLoss's guard measures
+        self.parameters_judged = parameters  # the restorer's trainable parameters, where DiffLoss's guard projects
         self.last_terms = OrderedDict()
         self.last_total = None
         self.current_iter = None  # set by the model before each step, for DiffLoss's application schedule
@@ -128,7 +128,7 @@ class DiffusionConstraintMixin:
             terms, total = self.cri_pix.pop_terms()
             if terms:
                 loss_dict = split_pixel_entry(loss_dict, terms, total)
-            if self.cri_diff.guard is not None:  # the latest check, on every line the log prints
+            if self.cri_diff.guard is not None:  # conflict_diff, cos_diff, kept_diff of this step
                 loss_dict.update((name, torch.tensor(value, device=self.device))
                                  for name, value in self.cri_diff.guard.last.items())
         return super().reduce_loss_dict(loss_dict)

@@ -59,10 +59,11 @@ SETTINGS = OrderedDict([
     ('strength_2_tracked', dict(pixel='l1', extra='diffloss', diffusion=relative(2.0, 'tracked'))),
     ('backprop_strength_1', dict(pixel='l1', extra='diffloss', diffusion=relative(1.0, gradient='backprop'))),
     ('strength_2_split_prior', dict(pixel='l1', extra='diffloss', diffusion=relative(2.0), prior='split')),
-    # the conflict guard's cap (max_conflict): relative weights lowered so that the term cancels at most this share
-    # of the pixel loss's descent on the restorer's weights
-    ('strength_2_cap_0.1', dict(pixel='l1', extra='diffloss', diffusion=relative(2.0, max_conflict=0.1))),
-    ('strength_2_cap_0.25', dict(pixel='l1', extra='diffloss', diffusion=relative(2.0, max_conflict=0.25))),
+    # the conflict guard (max_conflict): on each of the restorer's weights the term keeps at most this share of the
+    # pixel loss's pull where it opposes it
+    ('strength_2_guard_0.1', dict(pixel='l1', extra='diffloss', diffusion=relative(2.0, max_conflict=0.1))),
+    ('strength_2_guard_0', dict(pixel='l1', extra='diffloss', diffusion=relative(2.0, max_conflict=0.0))),
+    ('strength_4_guard_0.1', dict(pixel='l1', extra='diffloss', diffusion=relative(4.0, max_conflict=0.1))),
 ])
 
 
@@ -137,6 +138,5 @@ class StudyLoss:
 
     @property
     def strength_weights(self):
-        """The weights DiffLoss's ``strength`` measured, capped by its conflict guard (``{term: weight}``), for the run
-        record; None otherwise."""
-        return self.diffloss.relative_weights() if self.relative else None
+        """The weights DiffLoss's ``strength`` measured (``{term: weight}``), for the run record; None otherwise."""
+        return self.diffloss.strength.weights if self.relative else None
