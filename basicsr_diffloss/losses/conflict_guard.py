@@ -58,7 +58,7 @@ class ConflictGuard:
         replaced). On a step the schedule skips, call it with ``terms={}``: the momenta still move. Every DDP rank
         calls it at the same steps (``reference=None`` where a rank has no pixel loss to give)."""
         pixel = _gradient(reference, parameters) if reference is not None else None
-        raw = sum(_gradient(term, parameters) for term in terms.values()) if pixel is not None and terms else None
+        raw = _gradient(sum(terms.values()), parameters) if pixel is not None and terms else None
         pixel, raw = _averaged_over_ranks(pixel, raw, parameters)
         if pixel is None:
             return dict(terms)

@@ -120,15 +120,16 @@ class DiffLoss(nn.Module):
             Default: ``fixed``. Both are an error without relative weights.
 
     The conflict guard (losses/conflict_guard.py), in training, where the model passes the restorer's parameters:
-        max_conflict (float | false): on each of the restorer's weights where the diffusion terms' gradient opposes
-            the pixel loss's, the largest share of the pixel loss's pull they may cancel: the terms' gradient there is
-            cut to ``max_conflict * |g_pix|`` (0: they never oppose; 1: they may stop a weight). Where they agree with
-            the pixel loss they pass unchanged. Every step; each costs a backward pass of the restorer for the pixel
-            loss and one per term (not of the prior). ``conflict_<term>`` (the share of the pixel loss's first-order
-            descent the term took back before the projection), ``cos_<term>`` (the cosine of the two gradients on the
-            weights) and ``kept_diff`` (the share of the terms' gradient norm kept) are logged with every printed
-            line; a warning names the options to change when less than half is kept over 100 steps. ``false`` turns
-            the guard off. Default: the preset's (0: the terms never oppose; ``paper``: false).
+        max_conflict (float | false): on each of the restorer's weights, the largest share of the pixel loss's
+            momentum (the running mean of its gradient, Adam's first moment, decay 0.9) that the diffusion terms'
+            momentum may oppose; where it would oppose more, the terms hand the optimizer the gradient that holds it
+            at that share (0: never opposed; 1: a weight may stop). Where they agree with the pixel loss they pass
+            unchanged. Every step; it costs two backward passes of the restorer (the pixel loss, the terms), none of
+            the prior. ``conflict_diff`` (the share of the pixel loss's first-order descent the raw terms take back),
+            ``cos_diff`` (the cosine of the two gradients on the weights) and ``kept_diff`` (the projection of the
+            gradient handed on onto the raw one) are logged with every printed line; a warning names the options to
+            change when ``kept_diff`` averages below 0.5 over 100 steps. ``false`` turns the guard off. Default: the
+            preset's (0; ``paper``: false).
 
     When the term is applied (ApplicationSchedule): ``start_iter`` (0), ``warmup_iters`` (0), ``every`` (1) and
     ``probability`` (1.0); skipped iterations cost nothing and log no diffusion term. The iteration comes from the
@@ -359,13 +360,17 @@ class DiffLoss(nn.Module):
             return OrderedDict()
         scale = self.schedule.scale(self._calls if current_iter is None else current_iter, self._rng())
         measuring = self.strength is not None and self.strength.measuring
+        live = torch.is_grad_enabled() and pred.requires_grad
+        guarding = self.guard is not None and parameters is not None and live
+        if live and reference is None and (measuring or guarding):
+            reference = F.l1_loss(pred, target)
         if not scale:  # every rank takes part in the all-reduced measurements, also one that skips the term
             if measuring:
                 self.strength.measure(None, None, pred)
-            if self.guard is not None and parameters is not None and torch.is_grad_enabled() and pred.requires_grad:
+            if guarding:
                 self.guard.project(reference, {}, parameters, current_iter)  # the momenta move on skipped steps too
             return OrderedDict()
-        output, gt = pred, target
+        output = pred
         pred, target = self.prior.fit_size([self._within_range(pred, 'pred'),
                                             self._within_range(target.detach(), 'target')], self.crop_size,
                                            self._random_offsets)
@@ -401,10 +406,6 @@ class DiffLoss(nn.Module):
         if with_h:
             distances['l_diff_h'] = self._distance(h_pred, h_target, weights)
         term_weights = dict(self.weights)
-        live = torch.is_grad_enabled() and output.requires_grad
-        guarding = self.guard is not None and parameters is not None and live
-        if live and reference is None and (measuring or guarding):
-            reference = F.l1_loss(output, gt)
         if self.strength is not None:
             if measuring and live:
                 self.strength.measure(reference, distances, output)

@@ -59,11 +59,10 @@ SETTINGS = OrderedDict([
     ('strength_2_tracked', dict(pixel='l1', extra='diffloss', diffusion=relative(2.0, 'tracked'))),
     ('backprop_strength_1', dict(pixel='l1', extra='diffloss', diffusion=relative(1.0, gradient='backprop'))),
     ('strength_2_split_prior', dict(pixel='l1', extra='diffloss', diffusion=relative(2.0), prior='split')),
-    # the conflict guard (max_conflict): on each of the restorer's weights the term keeps at most this share of the
-    # pixel loss's pull where it opposes it
+    # the conflict guard (max_conflict): on each of the restorer's weights the terms' momentum opposes the pixel
+    # loss's by at most this share of it
     ('strength_2_guard_0.1', dict(pixel='l1', extra='diffloss', diffusion=relative(2.0, max_conflict=0.1))),
     ('strength_2_guard_0', dict(pixel='l1', extra='diffloss', diffusion=relative(2.0, max_conflict=0.0))),
-    ('strength_4_guard_0.1', dict(pixel='l1', extra='diffloss', diffusion=relative(4.0, max_conflict=0.1))),
 ])
 
 
