@@ -78,7 +78,8 @@ from basicsr.archs.swinir_arch import SwinIR
 from basicsr.losses.basic_loss import PerceptualLoss
 from basicsr_diffloss.priors import DiffusionPrior
 from basicsr_diffloss.losses import DiffLoss
-from basicsr_diffloss.losses.diffloss_loss import PRESETS, PRIOR_EXECUTION_OPTIONS
+from basicsr_diffloss.losses.diffloss_loss import PRESETS
+from basicsr_diffloss.priors import EXECUTION_OPTIONS
 from basicsr_diffloss.priors import resolve_dtype
 from basicsr_diffloss.priors.guided_diffusion import resolve_flags, unet_config
 
@@ -109,7 +110,6 @@ TINY_VARIANTS = ['default', 'fp32', 'bf16', 'bf16+channels_last', 'bf16+checkpoi
 # Options that change how the prior runs (DiffusionPrior's) but not the FLOPs that the method needs (checkpointing's
 # recomputation is overhead above the floor), and the schedule options, whose share of applied steps scales the
 # DiffLoss FLOPs.
-EXECUTION_OPTIONS = PRIOR_EXECUTION_OPTIONS
 SCHEDULE_OPTIONS = ('every', 'probability')
 
 SCALE = 4

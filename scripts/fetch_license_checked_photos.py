@@ -4,13 +4,15 @@ Every photo below is a real photograph, looked at by eye, whose license allows s
 credit: CC0, CC-BY, public domain, or the permissive BSD-2-clause license of its package. For each, the script
 downloads its Debian package with ``apt-get download`` into ``--cache`` (kept between runs), unpacks it with
 ``dpkg-deb -x``, checks that the package's ``copyright`` file (or the file named in the table) still states the
-license the table gives, and writes the photo as PNG into ``--output``/train or ``--output``/val. The scikit-image
+license the table gives, and writes the photo as PNG into ``--output``/train, /val or /confirm. The scikit-image
 photos come from the installed scikit-image (the license is checked in their loaders' docstrings). Photos whose short
 side exceeds ``--max_short_side`` are downscaled (Lanczos) to it; smaller ones keep their native size, so that a prior
 trained on them sees native-scale detail. Grey photos are stored as RGB.
 
-The held-out (val) photos are fixed in the table: 8 of 52, from 6 packages, none of them a training photo of the
-currently shipped default prior, so that both priors can be compared on them. ``--sources`` writes the credit table
+Two held-out splits are fixed in the table, none of them a training photo of the shipped default prior, so that
+both priors can be compared on them: ``val`` (5 photos, for choosing a prior recipe) and ``confirm`` (12 photos: the
+study's confirmation split, docs/study.md, which no prior may train on, so that DiffLoss is never judged on photos
+its prior has seen; also where a chosen prior is confirmed). ``--sources`` writes the credit table
 (committed as datasets/prior_photos_v2_SOURCES.md).
 
     python scripts/fetch_license_checked_photos.py          # needs apt-get and dpkg-deb (Debian 12); 1 GB of cache
@@ -84,24 +86,24 @@ PHOTOS = [
     enlightenment('White-Flower', 'train', 'photo: frangipani flower'),
     enlightenment('Yellow-Flower', 'train', 'photo: yellow oleander flower'),
     elementary('mystrale', 'train', 'photo: dog'),
-    elementary('mystrale_2', 'val', 'photo: dog in a field'),
-    elementary('panel_01', 'train', 'photo: metal cabinet doors'),
-    elementary('plant_01', 'train', 'photo: creeper on a wall'),
-    elementary('rock_01', 'val', 'photo: stone wall'),
+    elementary('mystrale_2', 'confirm', 'photo: dog in a field'),
+    elementary('panel_01', 'confirm', 'photo: metal cabinet doors'),
+    elementary('plant_01', 'confirm', 'photo: creeper on a wall'),
+    elementary('rock_01', 'confirm', 'photo: stone wall'),
     elementary('rock_02', 'train', 'photo: stone wall'),
-    elementary('sky_01', 'train', 'photo: clouds at sunset'),
+    elementary('sky_01', 'confirm', 'photo: clouds at sunset'),
     elementary('sky_02', 'train', 'photo: clouds'),
     elementary('sky_03', 'train', 'photo: cumulus cloud'),
     elementary('sky_04', 'train', 'photo: evening sky'),
-    elementary('twofish', 'train', 'photo: man beside a fish drawing'),
-    elementary('wood_01', 'train', 'photo: wood grain'),
+    elementary('twofish', 'confirm', 'photo: man beside a fish drawing'),
+    elementary('wood_01', 'confirm', 'photo: wood grain'),
     Photo('maldives_beach', 'sddm-theme-maldives', 'usr/share/sddm/themes/maldives/background.jpg', 'train',
           'Nevit Dilmen, 2008 (Wikimedia Commons)', 'CC-BY-3.0', 'Nevit Dilmen', 'photo: jetty and palm trees'),
-    Photo('sklearn_china', 'python3-sklearn', f'{SKLEARN}/china.jpg', 'train', 'danielbuechele (Flickr), 2011',
+    Photo('sklearn_china', 'python3-sklearn', f'{SKLEARN}/china.jpg', 'confirm', 'danielbuechele (Flickr), 2011',
           'CC-BY-2.0', f'{SKLEARN}/README.txt::creativecommons.org/licenses/by/2.0', 'photo: pagoda by a lake'),
-    Photo('sklearn_flower', 'python3-sklearn', f'{SKLEARN}/flower.jpg', 'val', 'vultilion (Flickr), 2011', 'CC-BY-2.0',
+    Photo('sklearn_flower', 'python3-sklearn', f'{SKLEARN}/flower.jpg', 'confirm', 'vultilion (Flickr), 2011', 'CC-BY-2.0',
           f'{SKLEARN}/README.txt::creativecommons.org/licenses/by/2.0', 'photo: dahlia'),
-    Photo('scipy_face', 'python3-scipy', f'{SCIPY}/face.dat', 'train', 'public-domain-image.com, via SciPy',
+    Photo('scipy_face', 'python3-scipy', f'{SCIPY}/face.dat', 'confirm', 'public-domain-image.com, via SciPy',
           'public domain', f'{SCIPY}/_common.py::http://www.public-domain-image.com', 'photo: raccoon'),
     Photo('scipy_ascent', 'python3-scipy', f'{SCIPY}/ascent.dat', 'train', 'public-domain-image.com, via SciPy',
           'public domain', 'Files: scipy/misc/ascent.dat', 'photo (grey): people on stairs'),
@@ -113,10 +115,10 @@ PHOTOS = [
     Photo('palapeli_european_honey_bee', 'palapeli-data', f'{PALAPELI}/european-honey-bee.jpg', 'val', 'John Severns',
           'public domain', f'{PALAPELI}/european-honey-bee.desktop::License=Public Domain', 'photo: bee on an aster'),
     Photo('mpl_grace_hopper', 'python-matplotlib-data', 'usr/share/matplotlib/mpl-data/sample_data/grace_hopper.jpg',
-          'train', 'U.S. Navy (official portrait of Grace Hopper), via Matplotlib', 'public domain',
+          'confirm', 'U.S. Navy (official portrait of Grace Hopper), via Matplotlib', 'public domain',
           'Matplotlib only uses BSD compatible code', 'photo: portrait'),
     scikit_image('astronaut', 'train', 'NASA (Eileen Collins)', 'public domain', 'public domain', 'photo: portrait'),
-    scikit_image('chelsea', 'train', 'Stefan van der Walt', 'CC0', 'CC0 by the photographer', 'photo: cat'),
+    scikit_image('chelsea', 'confirm', 'Stefan van der Walt', 'CC0', 'CC0 by the photographer', 'photo: cat'),
     scikit_image('coffee', 'train', 'Rachel Michetti', 'CC0', 'CC0 by the photographer', 'photo: coffee cup'),
     scikit_image('rocket', 'train', 'SpaceX', 'public domain', 'public domain', 'photo: launch pad at dusk'),
     scikit_image('camera', 'train', 'Lav Varshney', 'CC0', 'CC0 by the photographer',
@@ -227,7 +229,7 @@ def sources_table(rows):
     splits = Counter(photo.split for photo, *_ in rows)
     licenses = Counter(photo.license for photo, *_ in rows)
     lines += [
-        '', f'{len(rows)} photos: {splits["train"]} train, {splits["val"]} val. Licenses: ' +
+        '', f'{len(rows)} photos: {splits["train"]} train, {splits["val"]} val, {splits["confirm"]} confirm. Licenses: ' +
         ', '.join(f'{name} {count}' for name, count in licenses.most_common()) + '.', ''
     ]
     return '\n'.join(lines)

@@ -1,7 +1,8 @@
 """The DiffLoss study: which settings change restorations, compared with baselines that cost nothing.
 
-For each task (x4 SR, sigma-25 colour denoising), setting (study.settings.SETTINGS) and seed, it
-trains a small EDSR from the same initialisation on the same batches (both fixed by the seed), evaluates it on the
+For each task (x4 SR, sigma-25 colour denoising, low light, haze, rain: study.data.Task), setting
+(study.settings.SETTINGS) and seed, it trains a small restorer (EDSR, IAT for low light, NAFNet for haze and rain)
+from the same initialisation on the same batches (both fixed by the seed), evaluates it on the
 fixed validation photos (study.data.VALIDATION_PHOTOS, the whole half-resolution photos, or their central
 --val_size crops), and writes ``runs/<task>/<setting>_s<seed>.json`` (per-image PSNR/SSIM-Y, NIQE, HaarPSI, GMSD;
 ms/step; the calibrated weight; the loss log) and the restored images. Runs whose JSON exists are not repeated, so several
@@ -29,6 +30,7 @@ import basicsr_diffloss  # noqa: F401  (repairs basicsr and registers everything
 from basicsr.archs.edsr_arch import EDSR
 from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr_diffloss.archs.iat_arch import IAT
+from basicsr_diffloss.archs.nafnet_arch import NAFNet
 from basicsr_diffloss.priors import DiffusionPrior
 from basicsr_diffloss.metrics import calculate_ciede2000, calculate_gmsd, calculate_haarpsi, calculate_niqe_or_nan, lower_is_better
 from basicsr_diffloss.report.grid import choose_crops, save_grid
@@ -41,11 +43,17 @@ METRICS = ('psnr', 'psnr_y', 'ssim_y', 'niqe', 'haarpsi', 'gmsd', 'ciede2000')
 BASELINE = 'l1'
 
 
+# The NAFNet of the haze and rain tasks (the paper's backbone for both): NAFNet's four levels, one block each.
+SMALL_NAFNET = dict(img_channel=3, width=16, middle_blk_num=1, enc_blk_nums=[1, 1, 1, 1], dec_blk_nums=[1, 1, 1, 1])
+
+
 def build_restorer(task, num_feat, num_block):
-    """IAT for low light (the paper's low-light backbone, 91k parameters); else EDSR (BasicSR) at the task's scale:
-    x4 for SR, x1 (no upsampler) for denoising."""
+    """IAT for low light (the paper's low-light backbone, 91k parameters); a small NAFNet (``SMALL_NAFNET``) for haze
+    and rain; else EDSR (BasicSR) at the task's scale: x4 for SR, x1 (no upsampler) for denoising."""
     if task.name == 'll':
         return IAT(in_dim=3, with_global=True, type='lol')
+    if task.name in ('haze', 'rain'):
+        return NAFNet(**SMALL_NAFNET)
     return EDSR(num_in_ch=3, num_out_ch=3, num_feat=num_feat, num_block=num_block, upscale=task.scale,
                 res_scale=1, img_range=1.0)
 
@@ -103,6 +111,7 @@ def train_and_evaluate(args, task, name, seed, train_photos, splits, prior, run_
                 ms_per_step=ms_per_step, log=log, metrics=metrics['tuning'],
                 confirmation_metrics=metrics.get('confirmation'),
                 restorer=dict(type=type(restorer).__name__, num_feat=args.num_feat, num_block=args.num_block,
+                              nafnet=SMALL_NAFNET if isinstance(restorer, NAFNet) else None,
                               batch=args.batch, patch=task.gt_patch, lr=args.lr))
 
 
@@ -183,7 +192,8 @@ def task_report(args, task, split):
     first = records[names[0]][0]
     restorer = first['restorer']
     network = (f"{restorer.get('type', 'EDSR')} (num_feat {restorer['num_feat']}, num_block {restorer['num_block']})"
-               if restorer.get('type', 'EDSR') == 'EDSR' else restorer['type'])
+               if restorer.get('type', 'EDSR') == 'EDSR' else
+               f"NAFNet ({restorer['nafnet']})" if restorer.get('nafnet') else restorer['type'])
     lines = [f'## {task}, {split} split', '', f"{network}, batch {restorer['batch']}, patch {restorer.get('patch')}, "
              f"{first['iters']} iterations, Adam lr {restorer['lr']} (cosine); "
              f"{len(runs[(names[0], first['seed'])])} validation images.",

@@ -1,7 +1,8 @@
 """Run several option files through BasicSR's pipelines in one process (one import of torch and basicsr for all).
 
 Usage: ``python option_file_driver.py PLAN.json RESULTS.json`` from the experiment root. PLAN is a list of
-``{"option_file": ..., "run_file": ..., "kind": "train" | "test"}``, run in order; RESULTS maps each option_file to
+``{"option_file": ..., "run_file": ..., "kind": "train" | "test"}`` (optionally ``"args"``: more command-line
+arguments, e.g. ``["--auto_resume"]``), run in order; RESULTS maps each option_file to
 ``{"ok": bool, "error": traceback, "log": the basicsr log of that run, "seconds": float}``. A failing file does not
 stop the others.
 """
@@ -25,7 +26,7 @@ def run(entry):
     handler = logging.StreamHandler(stream)
     logger = logging.getLogger('basicsr')
     logger.addHandler(handler)
-    sys.argv = [f'{entry["kind"]}.py', '-opt', entry['run_file']]
+    sys.argv = [f'{entry["kind"]}.py', '-opt', entry['run_file'], *entry.get('args', [])]
     start = time.time()
     try:
         PIPELINES[entry['kind']](os.getcwd())

@@ -1,16 +1,13 @@
-"""NAFNet, IAT and PaddedSwinIR: shapes on odd sizes, gradients, and the parameter counts of published configs."""
+"""NAFNet and IAT: shapes on odd sizes, gradients, and the parameter counts of published configs."""
 import pytest
 import torch
 from basicsr.archs import build_network
-from basicsr.archs.swinir_arch import SwinIR
 
 import basicsr_diffloss  # noqa: F401  (registers the archs)
 
 NAFNET_GOPRO_WIDTH32 = dict(width=32, enc_blk_nums=[1, 1, 1, 28], middle_blk_num=1, dec_blk_nums=[1, 1, 1, 1])
 NAFNET_SIDD_WIDTH32 = dict(width=32, enc_blk_nums=[2, 2, 4, 8], middle_blk_num=12, dec_blk_nums=[2, 2, 2, 2])
 SMALL_NAFNET = dict(type='NAFNet', width=8, enc_blk_nums=[1, 2], middle_blk_num=1, dec_blk_nums=[1, 1])
-SMALL_SWINIR = dict(upscale=2, img_size=16, window_size=4, embed_dim=12, depths=[1], num_heads=[2], mlp_ratio=2,
-                    upsampler='pixelshuffle', img_range=1.)
 
 
 def count(network):
@@ -72,15 +69,3 @@ def test_every_parameter_learns(options):
         optimizer.step()
     silent = [name for name, p in network.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not silent
-
-
-def test_padded_swinir_accepts_any_size_and_keeps_swinir_weights():
-    torch.manual_seed(0)
-    padded = build_network(dict(type='PaddedSwinIR', **SMALL_SWINIR)).eval()
-    plain = SwinIR(**SMALL_SWINIR).eval()
-    plain.load_state_dict(padded.state_dict(), strict=True)
-    odd = torch.rand(1, 3, 10, 7)
-    assert padded(odd).shape == (1, 3, 20, 14)
-    multiple = torch.rand(1, 3, 8, 12)
-    with torch.no_grad():
-        torch.testing.assert_close(padded(multiple), plain(multiple))

@@ -310,6 +310,8 @@ def test_auto_dtype_follows_native_bf16_and_is_applied_at_the_first_call(images,
      r"pretrained: \.\.\., dtype: bf16\}"),
     (dict(compile=True, channels_last=True), r"\['channels_last', 'compile'\] choose how the prior runs"),
     (dict(eps_wieght=1.0), r"DiffLoss has no option\(s\) \['eps_wieght'\]"),
+    # a removed option gets what replaced it, not the closest name ('every', which would change the schedule)
+    (dict(guard_every=10), r"DiffLoss options \['guard_every'\] were removed: .*runs on every step \(max_conflict"),
 ])
 def test_options_diffloss_does_not_take_are_refused_with_where_they_go(tiny_prior, options, message):
     with pytest.raises(ValueError, match=message):

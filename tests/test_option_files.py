@@ -48,7 +48,7 @@ PIXEL_KEYS = ('l_pix', 'l_g_pix')
 # Tiny settings per network type; NAFNet's stage lists and the UNet's channel lists keep their lengths.
 SHRINK = {
     'EDSR': lambda net: dict(num_feat=8, num_block=1),
-    'PaddedSwinIR': lambda net: dict(embed_dim=12, depths=[1], num_heads=[2]),
+    'SwinIR': lambda net: dict(embed_dim=12, depths=[1], num_heads=[2]),
     'RIDNet': lambda net: dict(mid_channels=16, num_block=1),  # channel attention squeezes 16x,
     'NAFNet': lambda net: dict(width=8, middle_blk_num=1, enc_blk_nums=[1] * len(net['enc_blk_nums']),
                                dec_blk_nums=[1] * len(net['dec_blk_nums'])),
@@ -57,7 +57,6 @@ SHRINK = {
                                     norm_num_groups=4, attention_head_dim=8),
 }
 SHRINK['NAFNetLocal'] = SHRINK['NAFNet']
-SHRINK['SwinIR'] = SHRINK['PaddedSwinIR']
 SHRINK.update(RRDBNet=lambda net: dict(num_feat=8, num_block=1, num_grow_ch=4),
               UNetDiscriminatorSN=lambda net: dict(num_feat=8))
 

@@ -2,6 +2,7 @@
 installed commands exist and run."""
 import importlib
 import importlib.util
+import json
 import subprocess
 import sys
 import sysconfig
@@ -23,8 +24,36 @@ def test_everything_is_registered_on_import(registry, name):
     assert registry.get(name) is not None
 
 
-FRESH_IMPORT = ('import basicsr_diffloss, basicsr, basicsr.data.degradations; from basicsr.utils.registry import '
-                'LOSS_REGISTRY; LOSS_REGISTRY.get("DiffLoss"); print(basicsr.__version__)')
+# Run by one fresh interpreter outside the repository: the plain import, then each entry point's and installed
+# command's ``--help`` in turn, in-process (as ``python -m`` and pip's command wrappers run them: the module as
+# __main__, or the declared function with the command's name as argv[0]). Prints {key: [exit code, stdout, stderr]}.
+FRESH_INTERPRETER = r"""
+import contextlib, io, json, runpy, sys
+from importlib import metadata
+results = {}
+def run(key, argv, call):
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    sys.argv = argv
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            call()
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    results[key] = [code, out.getvalue(), err.getvalue()]
+def fresh_import():
+    import basicsr_diffloss, basicsr, basicsr.data.degradations
+    from basicsr.utils.registry import LOSS_REGISTRY
+    LOSS_REGISTRY.get('DiffLoss')
+    print(basicsr.__version__)
+run('import', ['-c'], fresh_import)
+for entry in ENTRIES:
+    run(entry, [entry, '--help'], lambda: runpy.run_module(entry, run_name='__main__', alter_sys=True))
+declared = {e.name: e for e in metadata.distribution('basicsr-diffloss').entry_points if e.group == 'console_scripts'}
+for name in COMMANDS:
+    if name in declared:
+        run(name, [name, '--help'], lambda: sys.exit(declared[name].load()()))
+sys.stdout.write(json.dumps(results))
+"""
 ENTRIES = ['basicsr_diffloss.train', 'basicsr_diffloss.test']
 
 
@@ -37,6 +66,8 @@ COMMANDS = {
     'basicsr-diffloss-inspect-prior': ('--prior', '--guided_diffusion_model', '--images', '--timesteps'),
     'basicsr-diffloss-convert-adm': ('--checkpoint', '--model', '--output', '--num_channels'),
 }
+# The installed command run as its own program (pip's wrapper script), besides the in-process runs above.
+WRAPPED_COMMAND = 'basicsr-diffloss-train'
 
 
 def test_the_distribution_declares_every_command():
@@ -49,19 +80,23 @@ def test_the_distribution_declares_every_command():
 
 @pytest.fixture(scope='module')
 def interpreters(tmp_path_factory):
-    """The fresh interpreters the tests below check, started together (each spends seconds importing the package on
-    one core): a plain import, the two entry points' and the installed commands' ``--help`` (each command as pip
-    installed it, in the interpreter's scripts folder, run from a folder outside the repository). Maps each to
-    ``(returncode, stdout, stderr)``."""
+    """Two fresh interpreters started together in a folder outside the repository (each spends seconds importing
+    the package): ``FRESH_INTERPRETER``, and the installed ``WRAPPED_COMMAND --help`` from the interpreter's scripts
+    folder. Maps each key (``import``, an entry point, a command) to ``(returncode, stdout, stderr)``."""
     outside, folder = tmp_path_factory.mktemp('outside'), sysconfig.get_path('scripts')
-    commands = {'import': ([sys.executable, '-c', FRESH_IMPORT], REPO)}
-    commands.update({entry: ([sys.executable, '-m', entry, '--help'], REPO) for entry in ENTRIES})
-    commands.update({name: ([osp.join(folder, name), '--help'], outside) for name in COMMANDS
-                     if osp.isfile(osp.join(folder, name))})
-    processes = {key: subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for key, (command, cwd) in commands.items()}
-    outputs = {key: process.communicate(timeout=300) for key, process in processes.items()}
-    return {key: (process.returncode, *outputs[key]) for key, process in processes.items()}
+    code = f'ENTRIES = {ENTRIES!r}\nCOMMANDS = {sorted(COMMANDS)!r}\n{FRESH_INTERPRETER}'
+    fresh = subprocess.Popen([sys.executable, '-c', code], cwd=outside, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    wrapped = subprocess.Popen([osp.join(folder, WRAPPED_COMMAND), '--help'], cwd=outside, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True) if osp.isfile(osp.join(folder, WRAPPED_COMMAND)) \
+        else None
+    out, err = fresh.communicate(timeout=300)
+    assert fresh.returncode == 0, err
+    results = {key: tuple(value) for key, value in json.loads(out).items()}
+    if wrapped is not None:
+        out, err = wrapped.communicate(timeout=300)
+        results[f'{WRAPPED_COMMAND} (wrapper)'] = (wrapped.returncode, out, err)
+    return results
 
 
 def test_a_fresh_interpreter_imports_the_package_with_basicsr_1_4_2(interpreters):
@@ -82,11 +117,12 @@ def test_installed_commands_exist_and_run_help(interpreters):
     folder = sysconfig.get_path('scripts')
     missing = [name for name in COMMANDS if not osp.isfile(osp.join(folder, name))]
     assert not missing, f'{missing} not in {folder}: reinstall with pip install --no-build-isolation -e .'
-    for name in COMMANDS:
+    for name in [*COMMANDS, f'{WRAPPED_COMMAND} (wrapper)']:
         returncode, out, err = interpreters[name]
         assert returncode == 0, f'{name} --help: {err}'
-        assert out.startswith(f'usage: {name} ')
-        for flag in COMMANDS[name]:
+        command = name.split()[0]
+        assert out.startswith(f'usage: {command} ')
+        for flag in COMMANDS[command]:
             assert flag in out, f'{name} --help does not name {flag}'
 
 

@@ -1,5 +1,6 @@
 """Exact resume, determinism and 2-process DDP (gloo, CPU) through BasicSR's train pipeline."""
 import glob
+import json
 import os
 import re
 import subprocess
@@ -10,8 +11,7 @@ import pytest
 import torch
 
 from basicsr_diffloss.priors import DiffusionPrior
-from conftest import (REPO, TINY_UNET, load_options, run_module, run_modules_side_by_side, write_options,
-                      write_paired_split)
+from conftest import REPO, TINY_UNET, load_options, write_options, write_paired_split
 
 LOSS_LINE = re.compile(r'iter:\s+(\d+), lr:.*?\] (l_pix: .*)$', re.M)
 
@@ -47,61 +47,81 @@ def tiny_options(root, name, diffusion=True, deterministic_data=False, batch=2, 
     return write_options(opt, root / f'{name}.yml')
 
 
-def logged_losses(root, name):
-    text = ''.join(open(f).read() for f in sorted(glob.glob(str(root / 'experiments' / name / 'train_*.log'))))
-    return {int(it): losses.strip() for it, losses in LOSS_LINE.findall(text)}
-
-
 def final_weights(root, name):
     return torch.load(root / 'experiments' / name / 'models' / 'net_g_4.pth', map_location='cpu')['params']
 
 
-def test_resumed_run_matches_an_uninterrupted_one(workspace):
-    stopped = tiny_options(workspace, 'stopped')
-    run_modules_side_by_side(['basicsr_diffloss.train', '-opt', tiny_options(workspace, 'straight')],
-                             ['basicsr_diffloss.train', '-opt', stopped, '--force_yml', 'train:total_iter=2'],
-                             cwd=workspace)
-    output = run_module('basicsr_diffloss.train', '-opt', stopped, '--auto_resume', cwd=workspace)
-    assert 'Resume: epoch 0 continues after its first 2 batches.' in output
+STRENGTH = dict(strength={'eps': 1.0, 'h': 0.25}, strength_iters=3)
+# name -> DiffLoss options of each pair of runs: one straight through 4 iterations, one stopped after 2 and resumed.
+RESUMED_PAIRS = {'': {}, 'strength_fixed_': dict(strength_update='fixed', **STRENGTH),
+                 'strength_tracked_': dict(strength_update='tracked', **STRENGTH)}
 
-    straight, resumed = logged_losses(workspace, 'straight'), logged_losses(workspace, 'stopped')
-    print('\n' + '\n'.join(f'iter {i}: straight {straight[i]} | resumed {resumed[i]}' for i in (3, 4)))
-    assert straight[3] == resumed[3] and straight[4] == resumed[4]
+
+def run_in_one_interpreter(root, runs):
+    """``runs`` (``[name, option file, *arguments]``) trained one after the other by tests/option_file_driver.py in one
+    fresh interpreter (one import for all); each run's log (the 'basicsr' logger's lines)."""
+    plan = [dict(option_file=name, run_file=option_file, kind='train', args=args)
+            for name, option_file, *args in runs]
+    plan_file, results_file = root / f'plan_{runs[0][0]}.json', root / f'results_{runs[0][0]}.json'
+    plan_file.write_text(json.dumps(plan))
+    process = subprocess.run([sys.executable, osp.join(REPO, 'tests', 'option_file_driver.py'), str(plan_file),
+                              str(results_file)], cwd=root, capture_output=True, text=True, timeout=600)
+    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    for name, *_ in runs:
+        if not results.get(name, {}).get('ok'):
+            pytest.fail(f"{name} failed:\n{results.get(name, {}).get('error', process.stderr[-3000:])}")
+    return {name: result['log'] for name, result in results.items()}
+
+
+@pytest.fixture(scope='module')
+def resumed(workspace):
+    """Every pair of ``RESUMED_PAIRS`` and a second straight run (``again``) trained in one interpreter, then the
+    stopped runs resumed in another (a fresh process, as a user's resume is); maps each run to its logged losses
+    per iteration, and each resumed run (``<prefix>resumed``) to its log."""
+    first, second = [['again', tiny_options(workspace, 'again')]], []
+    for prefix, options in RESUMED_PAIRS.items():
+        stopped = tiny_options(workspace, f'{prefix}stopped', **options)
+        first += [[f'{prefix}straight', tiny_options(workspace, f'{prefix}straight', **options)],
+                  [f'{prefix}stopped', stopped, '--force_yml', 'train:total_iter=2']]
+        second.append([f'{prefix}resumed', stopped, '--auto_resume'])
+    logs = dict(run_in_one_interpreter(workspace, first), **run_in_one_interpreter(workspace, second))
+    losses = {name: {int(it): line.strip() for it, line in LOSS_LINE.findall(log)} for name, log in logs.items()}
+    for prefix in RESUMED_PAIRS:  # the stopped run's iterations 1-2, then the resumed run's 3-4
+        losses[f'{prefix}stopped'].update(losses.pop(f'{prefix}resumed'))
+    return losses, {name: log for name, log in logs.items() if name.endswith('resumed')}
+
+
+def assert_resumed_equals_straight(workspace, resumed, prefix):
+    losses, _ = resumed
+    straight, stopped = losses[f'{prefix}straight'], losses[f'{prefix}stopped']
+    print('\n' + '\n'.join(f'iter {i}: straight {straight[i]} | resumed {stopped[i]}' for i in (3, 4)))
+    assert sorted(stopped) == [1, 2, 3, 4]
+    assert straight[3] == stopped[3] and straight[4] == stopped[4]
     assert straight[3] != straight[1]
-    weights_straight, weights_resumed = final_weights(workspace, 'straight'), final_weights(workspace, 'stopped')
+    weights_straight = final_weights(workspace, f'{prefix}straight')
+    weights_resumed = final_weights(workspace, f'{prefix}stopped')
     for name, value in weights_straight.items():
         assert torch.equal(value, weights_resumed[name]), name
+
+
+def test_resumed_run_matches_an_uninterrupted_one(workspace, resumed):
+    assert 'Resume: epoch 0 continues after its first 2 batches.' in resumed[1]['resumed']
+    assert_resumed_equals_straight(workspace, resumed, '')
     # Checkpoints are written atomically: no partial file is left behind.
     assert not glob.glob(str(workspace / 'experiments' / '*' / '*' / '*.partial'))
 
 
-STRENGTH = dict(strength={'eps': 1.0, 'h': 0.25}, strength_iters=3)
-
-
 @pytest.mark.parametrize('update', ['fixed', 'tracked'])
-def test_resume_in_the_middle_of_the_strength_calibration_matches_an_uninterrupted_run(workspace, update):
-    straight_name, stopped_name = f'strength_{update}_straight', f'strength_{update}_stopped'
-    stopped = tiny_options(workspace, stopped_name, strength_update=update, **STRENGTH)
-    run_modules_side_by_side(
-        ['basicsr_diffloss.train', '-opt', tiny_options(workspace, straight_name, strength_update=update, **STRENGTH)],
-        ['basicsr_diffloss.train', '-opt', stopped, '--force_yml', 'train:total_iter=2'], cwd=workspace)
-    output = run_module('basicsr_diffloss.train', '-opt', stopped, '--auto_resume', cwd=workspace)
+def test_resume_in_the_middle_of_the_strength_calibration_matches_an_uninterrupted_run(workspace, resumed, update):
     # measured over iterations 1-3 (two before the stop, one after); tracked: iteration 4 is measured too
-    assert ('tracked from now on' if update == 'tracked' else 'fixed from now on') in output
-    straight, resumed = logged_losses(workspace, straight_name), logged_losses(workspace, stopped_name)
-    print('\n' + '\n'.join(f'iter {i}: straight {straight[i]} | resumed {resumed[i]}' for i in (3, 4)))
-    assert straight[3] == resumed[3] and straight[4] == resumed[4]
-    weights_straight, weights_resumed = final_weights(workspace, straight_name), final_weights(workspace, stopped_name)
-    for name, value in weights_straight.items():
-        assert torch.equal(value, weights_resumed[name]), name
+    prefix = f'strength_{update}_'
+    assert ('tracked from now on' if update == 'tracked' else 'fixed from now on') in resumed[1][f'{prefix}resumed']
+    assert_resumed_equals_straight(workspace, resumed, prefix)
 
 
-def test_two_runs_with_the_same_seed_log_identical_losses(workspace):
-    runs = [['basicsr_diffloss.train', '-opt', tiny_options(workspace, 'again')]]
-    if not osp.isdir(workspace / 'experiments' / 'straight'):
-        runs.append(['basicsr_diffloss.train', '-opt', tiny_options(workspace, 'straight')])
-    run_modules_side_by_side(*runs, cwd=workspace)
-    assert logged_losses(workspace, 'again') == logged_losses(workspace, 'straight')
+def test_two_runs_with_the_same_seed_log_identical_losses(resumed):
+    losses, _ = resumed
+    assert losses['again'] == losses['straight'] and sorted(losses['again']) == [1, 2, 3, 4]
 
 
 def start_driver(root, option_file, processes):
@@ -138,10 +158,26 @@ def train_side_by_side(workspace, *runs):
     return trained
 
 
-def test_two_gloo_processes_train_the_same_network_as_one(workspace, tmp_path):
+# name -> (processes, batch per process, DiffLoss on, DiffLoss options) of the runs the DDP tests compare
+DDP_RUNS = {
+    'ddp_l1': (2, 2, False, {}), 'single_l1': (1, 4, False, {}),
+    'ddp': (2, 2, True, {}), 'single': (1, 4, True, {}), 'single_other_draws': (1, 4, True, dict(seed=12345)),
+    'ddp_strength_fixed': (2, 2, True, dict(strength_update='fixed', **STRENGTH)),
+    'ddp_strength_tracked': (2, 2, True, dict(strength_update='tracked', **STRENGTH)),
+}
+
+
+@pytest.fixture(scope='module')
+def ddp_runs(workspace, tmp_path_factory):
+    """Every run of ``DDP_RUNS`` trained side by side; each run's saved ranks."""
+    root = tmp_path_factory.mktemp('ddp')
+    trained = train_side_by_side(workspace, *[(root / name, *run) for name, run in DDP_RUNS.items()])
+    return dict(zip(DDP_RUNS, trained))
+
+
+def test_two_gloo_processes_train_the_same_network_as_one(ddp_runs):
     """L1 alone, same global batch (2 processes x 2 against 1 x 4): the runs agree to float rounding."""
-    ranks, (single, ) = train_side_by_side(workspace, (tmp_path / 'ddp', 2, 2, False, {}),
-                                           (tmp_path / 'single', 1, 4, False, {}))
+    ranks, (single, ) = ddp_runs['ddp_l1'], ddp_runs['single_l1']
     for name, value in ranks[0]['net_g'].items():
         assert torch.equal(value, ranks[1]['net_g'][name]), name
         assert torch.equal(ranks[0]['initial'][name], single['initial'][name]), name
@@ -150,12 +186,10 @@ def test_two_gloo_processes_train_the_same_network_as_one(workspace, tmp_path):
     assert error < 1e-4
 
 
-def test_ddp_with_diffloss_differs_from_one_process_only_by_its_noise(workspace, tmp_path):
+def test_ddp_with_diffloss_differs_from_one_process_only_by_its_noise(ddp_runs):
     """DiffLoss draws different noise and t on each rank by design, so a 2-process run cannot equal a 1-process one.
     It must be as close to it as two 1-process runs whose DiffLoss draws differ (other seed)."""
-    ranks, (single, ), (other_draws, ) = train_side_by_side(workspace, (tmp_path / 'ddp', 2, 2, True, {}),
-                                                            (tmp_path / 'single', 1, 4, True, {}),
-                                                            (tmp_path / 'other', 1, 4, True, dict(seed=12345)))
+    ranks, (single, ), (other_draws, ) = ddp_runs['ddp'], ddp_runs['single'], ddp_runs['single_other_draws']
     assert ranks[0]['diffloss_seed'] != ranks[1]['diffloss_seed']
     for name, value in ranks[0]['net_g'].items():
         assert torch.equal(value, ranks[1]['net_g'][name]), name
@@ -167,9 +201,8 @@ def test_ddp_with_diffloss_differs_from_one_process_only_by_its_noise(workspace,
 
 
 @pytest.mark.parametrize('update', ['fixed', 'tracked'])
-def test_ddp_ranks_calibrate_the_same_strength_weights_from_their_different_draws(workspace, tmp_path, update):
-    ranks, = train_side_by_side(workspace, (tmp_path / 'ddp_strength', 2, 2, True,
-                                            dict(strength_update=update, **STRENGTH)))
+def test_ddp_ranks_calibrate_the_same_strength_weights_from_their_different_draws(ddp_runs, update):
+    ranks = ddp_runs[f'ddp_strength_{update}']
     assert ranks[0]['diffloss_seed'] != ranks[1]['diffloss_seed']  # each rank draws its own noise and t
     weights = [rank['diffloss_strength_weights'] for rank in ranks]
     print(f'\nstrength weights per rank: {weights}')

@@ -136,3 +136,21 @@ def test_low_light_task_darkens_with_a_colour_cast_and_noise_reproducibly():
     channel_means = first.mean(dim=(2, 3)) / gt.clamp(0, 1).pow(2).mean(dim=(2, 3))
     assert (channel_means.max(dim=1).values / channel_means.min(dim=1).values).max() > 1.02  # per-channel gains
     assert task.scale == 1 and task.gt_patch == 64 and Task('ll', 48).gt_patch == 48
+
+
+@pytest.mark.parametrize('name', ['haze', 'rain'])
+def test_haze_and_rain_tasks_run_the_package_degradation_per_image_reproducibly(name):
+    """Each image of the batch gets the package's degradation (at its default options) with its own numpy generator
+    seeded from the batch's torch generator: same generator, same images; haze veils (brighter, less contrast),
+    rain adds bright streaks."""
+    gt = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.5
+    task = Task(name)
+    first, again = (task.degrade(gt, torch.Generator().manual_seed(1)) for _ in range(2))
+    other = task.degrade(gt, torch.Generator().manual_seed(2))
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert first.shape == gt.shape and first.dtype == torch.float32 and first.min() >= 0 and first.max() <= 1
+    assert (first >= gt - 1e-6).all()  # airlight >= 0.7 > gt and added streaks only brighten
+    assert not torch.equal(first[0], first[1] - gt[1] + gt[0])  # drawn per image
+    assert task.scale == 1 and task.crop_border == 0 and task.gt_patch == 64
+    if name == 'haze':
+        assert first.mean() > gt.mean() + 0.05 and (first.std(dim=(1, 2, 3)) < gt.std(dim=(1, 2, 3))).all()

@@ -101,13 +101,19 @@ def test_force_yml_paths_are_checked(workspace, entry, expected):
     assert refused(root, opt, '--force_yml', entry) == expected
 
 
+def finished(process):
+    out, err = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
 def test_the_command_prints_one_line_and_the_traceback_only_with_debug(workspace):
     root, opt = workspace
     option_file = write_options(dict(opt, name='one_line'), root / 'one_line.yml')
     command = [sys.executable, '-m', 'basicsr_diffloss.train', '-opt', option_file, '--force_yml',
                'trian:total_iter=5']
-    plain = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
-    debug = subprocess.run(command + ['--debug'], cwd=root, capture_output=True, text=True, timeout=300)
+    started = [subprocess.Popen(argv, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for argv in (command, command + ['--debug'])]  # side by side: each spends seconds importing
+    plain, debug = (finished(process) for process in started)
     print('\n' + plain.stderr)
     assert plain.returncode == 1 and 'Traceback' not in plain.stderr
     assert plain.stderr.strip().splitlines()[-1] == (
@@ -240,6 +246,12 @@ def test_inspect_prior_names_its_own_flags(tmp_path, tiny_prior_folder):
                             '--size', '32'])
     print(caught.value)
     assert f"--crop random: '{small}' is 20x20, smaller than --size 32" in str(caught.value)
+    # refused before the prior is loaded, not after the whole measurement (it crashed at the end before)
+    with pytest.raises(SystemExit) as caught:
+        inspect_prior.main(['--prior', str(tmp_path / 'missing'), '--images', str(tmp_path), '--output', 'grid'])
+    assert str(caught.value) == ("basicsr-diffloss-inspect-prior: error: --output: 'grid' is where the grid of x0 "
+                                 'predictions is written and needs an image extension: give a path ending in .png '
+                                 '(e.g. --output inspect_prior_x0.png).')
 
 
 def test_convert_adm_checks_its_paths_and_replaces_only_with_overwrite(tmp_path, capsys):

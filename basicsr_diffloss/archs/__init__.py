@@ -1,6 +1,5 @@
 """Restoration networks registered in BasicSR's ARCH_REGISTRY on import (the diffusion prior is in ``priors``)."""
 from .iat_arch import IAT
 from .nafnet_arch import NAFNet, NAFNetLocal
-from .padded_swinir_arch import PaddedSwinIR
 
-__all__ = ['IAT', 'NAFNet', 'NAFNetLocal', 'PaddedSwinIR']
+__all__ = ['IAT', 'NAFNet', 'NAFNetLocal']

@@ -161,6 +161,9 @@ def main(argv=None):
 
 def inspect_images(argv):
     args = parse_args(argv)
+    if osp.splitext(args.output)[1].lower() not in ('.png', '.jpg', '.jpeg'):
+        raise UserError(f"--output: '{args.output}' is where the grid of x0 predictions is written and needs an image "
+                        'extension: give a path ending in .png (e.g. --output inspect_prior_x0.png).')
     timesteps = args.timesteps
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     prior = load_prior(args).to(device)

@@ -12,13 +12,12 @@ from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
 from ..options import OptionError, choice, flag, number, number_or_range, option_error
+from ..priors import EXECUTION_OPTIONS  # how the prior runs is the prior's business: they moved from DiffLoss to it
 from .application_schedule import ApplicationSchedule
 from .conflict_guard import ConflictGuard
 from .method_presets import PRESETS, resolve_method
 from .relative_strength import RelativeStrength
 
-# How the prior runs is the prior's business: these options moved from DiffLoss to DiffusionPrior.
-PRIOR_EXECUTION_OPTIONS = ('dtype', 'channels_last', 'gradient_checkpointing', 'compile')
 OUT_OF_RANGE_MODES = ('clamp', 'error')
 NONFINITE_MODES = ('error', 'skip')
 SPACES = ('eps', 'x0')
@@ -425,13 +424,24 @@ class DiffLoss(nn.Module):
         return sum(terms.values()) if terms else pred.sum() * 0  # a skipped iteration: a zero that keeps the graph
 
 
+# Options earlier versions took, and what replaced them: followed blindly, the closest known name could mislead.
+REMOVED_OPTIONS = {
+    'guard_every': 'the conflict guard now runs on every step (max_conflict sets it; false turns it off).',
+}
+
+
 def _refuse_unknown_options(unknown):
     """An error for options DiffLoss does not take, saying where the prior's execution options now go."""
-    moved = sorted(name for name in unknown if name in PRIOR_EXECUTION_OPTIONS)
+    moved = sorted(name for name in unknown if name in EXECUTION_OPTIONS)
     if moved:
         written = ', '.join(f'{name}: {unknown[name]}' for name in moved)
         raise OptionError(f"DiffLoss options {moved} choose how the prior runs and belong to the prior now: write them "
                           f'under prior, e.g. prior: {{type: DiffusionPrior, pretrained: ..., {written}}}.')
+    removed = sorted(name for name in unknown if name in REMOVED_OPTIONS)
+    if removed:
+        raise OptionError(f'DiffLoss options {removed} were removed: ' +
+                          ' '.join(f"'{name}': {REMOVED_OPTIONS[name]}" for name in removed) +
+                          ' Delete them from diffusion_opt.')
     if unknown:
         known = [name for name in inspect.signature(DiffLoss).parameters if name != 'unknown']
         hints = [f"'{name}': did you mean '{close[0]}'?" for name in sorted(unknown)

@@ -6,6 +6,7 @@ its predictions (eps, x0). Its weights come from a loader: a diffusers folder (d
 Diffusion-family pipeline folder (stable_diffusion.py), a guided-diffusion checkpoint (guided_diffusion.py) or the
 shipped default (default_prior.py).
 """
+import inspect
 from contextlib import nullcontext
 from os import path as osp
 
@@ -337,3 +338,7 @@ class DiffusionPrior(nn.Module):
         if self.learned_sigma:
             output = output[:, :self.latent_channels]
         return self.to_eps(output.float(), x_t, t), h
+
+
+# How a prior runs (set_execution's options: dtype, memory format, checkpointing, compile), read from its signature.
+EXECUTION_OPTIONS = tuple(name for name in inspect.signature(DiffusionPrior.set_execution).parameters if name != 'self')

@@ -1,4 +1,4 @@
-"""The study's fixed photo split, its two degradations, and the batches every setting of a seed shares."""
+"""The study's fixed photo split, its tasks' degradations, and the batches every setting of a seed shares."""
 import os
 from os import path as osp
 
@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from basicsr.utils import scandir
 
+from basicsr_diffloss.data.degradations import Haze, Rain
 from basicsr_diffloss.data.image_files import IMAGE_SUFFIXES
 
 # Validation photos, fixed by name: none of them trained the shipped default prior (see its MODEL_CARD.md).
@@ -42,13 +43,16 @@ def split_photos(photos):
     return train, validation
 
 
-TASKS = ('sr4', 'dn25', 'll')
+TASKS = ('sr4', 'dn25', 'll', 'haze', 'rain')
+# The package's degradations behind the haze and rain tasks, with their documented default options (docs/tasks.md).
+PACKAGE_DEGRADATIONS = {'haze': Haze, 'rain': Rain}
 
 
 class Task:
-    """A restoration task: ``sr4`` (bicubic x4 down-sampling, antialiased), ``dn25`` (Gaussian noise, sigma 25/255)
-    or ``ll`` (low light: ``channel_gain * gain * x ** gamma`` per image, then shot and read noise; the ranges are
-    ``LOW_LIGHT``).
+    """A restoration task: ``sr4`` (bicubic x4 down-sampling, antialiased), ``dn25`` (Gaussian noise, sigma 25/255),
+    ``ll`` (low light: ``channel_gain * gain * x ** gamma`` per image, then shot and read noise; the ranges are
+    ``LOW_LIGHT``), ``haze`` or ``rain`` (DegradedImageDataset's ``haze`` and ``rain`` degradations at their default
+    options, drawn per image; see ``PACKAGE_DEGRADATIONS``).
 
     Attributes: ``scale`` (output / input size), ``gt_patch`` (training GT patch side), ``crop_border`` (pixels left
     out of PSNR/SSIM/NIQE at each side).
@@ -63,8 +67,10 @@ class Task:
             raise ValueError(f"study task '{name}' is not one of {list(TASKS)}.")
         self.name = name
         self.scale = 4 if name == 'sr4' else 1
-        self.gt_patch = gt_patch or {'sr4': 64, 'dn25': 48, 'll': 64}[name]
+        self.gt_patch = gt_patch or {'dn25': 48}.get(name, 64)
         self.crop_border = 4 if name == 'sr4' else 0
+        self.package_degradation = (PACKAGE_DEGRADATIONS[name](f'study task {name}')
+                                    if name in PACKAGE_DEGRADATIONS else None)
 
     def degrade(self, gt, generator):
         """The LQ images of a (B, 3, H, W) batch in [0, 1]; noise comes from ``generator``."""
@@ -73,7 +79,18 @@ class Task:
             return F.interpolate(gt, size=size, mode='bicubic', antialias=True, align_corners=False).clamp(0, 1)
         if self.name == 'dn25':
             return gt + torch.randn(gt.shape, generator=generator) * (25 / 255)
+        if self.package_degradation is not None:
+            return self._package_degradation(gt, generator)
         return self._low_light(gt, generator)
+
+    def _package_degradation(self, gt, generator):
+        """Each image degraded by the package's degradation with a numpy generator seeded from ``generator``."""
+        seeds = torch.randint(2**62, (gt.shape[0], ), generator=generator).tolist()
+        images = gt.clamp(0, 1).permute(0, 2, 3, 1).numpy()
+        return torch.stack([
+            torch.from_numpy(np.ascontiguousarray(self.package_degradation(image, np.random.default_rng(seed))))
+            for image, seed in zip(images, seeds)
+        ]).permute(0, 3, 1, 2)
 
     def _low_light(self, gt, generator):
         def draw(name, shape):
