@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from basicsr_diffloss.losses import PRESETS
+from basicsr_diffloss.losses import PRESETS, DiffLoss
 from study.data import VALIDATION_PHOTOS, Task, split_photos, training_batches
 from study.settings import SETTINGS, StudyLoss
 from study.statistics import paired_difference
@@ -70,6 +70,17 @@ def test_calibration_sets_the_gradient_ratio(tiny_prior, name):
     terms = loss.terms(output, batch[1], current_iter=10**6)  # after any warm-up: the ratio holds at full strength
     pixel, extra = (torch.autograd.grad(value, output, retain_graph=True)[0].norm() for value in terms.values())
     assert extra / pixel == pytest.approx(SETTINGS[name]['ratio'], rel=1e-3)
+
+
+def test_the_paper_setting_keeps_the_authors_absolute_weights_and_whole_t_range(tiny_prior):
+    photos = {'p': np.random.default_rng(0).random((80, 90, 3), dtype=np.float32)}
+    task = Task('dn25')
+    loss = StudyLoss(SETTINGS['paper'], prior=tiny_prior, seed=0, crop_size=16)
+    assert loss.calibrate([next(training_batches(photos, task, 2, 0))], task) is None and loss.weight == 1.0
+    reference = DiffLoss(prior=tiny_prior, preset='paper', crop_size=16)  # what a user's `preset: paper` runs
+    for name in ('weights', 't_range', 'gradient', 'space', 't_weighting'):
+        assert getattr(loss.diffloss, name) == getattr(reference, name), name
+    assert loss.diffloss.strength is None and loss.diffloss.guard is None and loss.diffloss.t_range == (0, 999)
 
 
 def test_study_script_runs_and_reports(tmp_path, tiny_prior_folder):

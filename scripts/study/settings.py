@@ -63,6 +63,18 @@ SETTINGS = OrderedDict([
     # loss's by at most this share of it
     ('strength_2_guard_0.1', dict(pixel='l1', extra='diffloss', diffusion=relative(2.0, max_conflict=0.1))),
     ('strength_2_guard_0', dict(pixel='l1', extra='diffloss', diffusion=relative(2.0, max_conflict=0.0))),
+    # the default (strength 2, max_conflict 0) with one thing changed: its strength, the t range, the space, an h term
+    ('strength_1_guard_0', dict(pixel='l1', extra='diffloss', diffusion=relative(1.0, max_conflict=0.0))),
+    ('strength_4_guard_0', dict(pixel='l1', extra='diffloss', diffusion=relative(4.0, max_conflict=0.0))),
+    ('strength_2_guard_0_t20_200', dict(pixel='l1', extra='diffloss',
+                                        diffusion=relative(2.0, max_conflict=0.0, t_range=(20, 200)))),
+    ('strength_2_guard_0_x0', dict(pixel='l1', extra='diffloss', diffusion=relative(2.0, max_conflict=0.0, space='x0'))),
+    ('strength_2_h_1_guard_0', dict(pixel='l1', extra='diffloss',
+                                    diffusion=relative(2.0, max_conflict=0.0, h_weight=None,
+                                                       strength=dict(eps=2.0, h=1.0)))),
+    # the authors' setting (DiffLoss's preset 'paper'): absolute weights, no calibration, the whole t range
+    ('paper', dict(pixel='l1', extra='diffloss', diffusion=method(preset='paper', eps_weight=1e-3, h_weight=1e-6,
+                                                                 t_range=None))),
 ])
 
 
@@ -88,7 +100,7 @@ class StudyLoss:
     def __init__(self, setting, prior=None, seed=0, t_range=None, crop_size=None):
         self.pixel = PIXEL_LOSSES[setting['pixel']]
         self.kind = setting.get('extra')
-        self.ratio = setting.get('ratio', 0.0)
+        self.ratio = setting.get('ratio')
         self.weight = 1.0
         self.relative = self.kind == 'diffloss' and setting['diffusion'].get('strength') is not None
         self.diffloss = None
@@ -111,7 +123,7 @@ class StudyLoss:
         ``batches`` of start outputs; returns the weight (None where DiffLoss's ``strength`` sets it in training)."""
         if self.kind is None:
             return 0.0
-        if self.relative:
+        if self.relative or self.ratio is None:  # DiffLoss's strength, or absolute weights (the paper's)
             return None
         pixel_norm, extra_norm = 0.0, 0.0
         for lq, gt in batches:
