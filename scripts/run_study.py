@@ -103,7 +103,7 @@ def train_and_evaluate(args, task, name, seed, train_photos, splits, prior, run_
                 output = save_rgb(osp.join(run_dir + SPLIT_SUFFIX[split], f'{image_name}.png'), restorer(lq))
                 metrics[split][image_name] = image_metrics(output, references[image_name], task.crop_border)
     setting = SETTINGS[name]
-    ratio = setting['diffusion']['strength']['eps'] if loss.relative else setting.get('ratio')  # None: absolute
+    ratio = setting['diffusion']['strength']['eps'] if loss.relative else loss.ratio  # None: no term, or absolute
     return dict(task=task.name, setting=name, seed=seed, iters=args.iters,
                 weight=weight if weight is not None else loss.strength_weights, ratio=ratio,
                 strength='DiffLoss strength (live batches)' if loss.relative else 'study calibration (start outputs)',

@@ -72,7 +72,8 @@ SETTINGS = OrderedDict([
     ('strength_2_h_1_guard_0', dict(pixel='l1', extra='diffloss',
                                     diffusion=relative(2.0, max_conflict=0.0, h_weight=None,
                                                        strength=dict(eps=2.0, h=1.0)))),
-    # the authors' setting (DiffLoss's preset 'paper'): absolute weights, no calibration, the whole t range
+    # the authors' setting (DiffLoss's preset 'paper'): absolute weights, no calibration, the whole t range (t_range
+    # None falls back to the preset's, so the preset is named; a test checks it equals what `preset: paper` runs)
     ('paper', dict(pixel='l1', extra='diffloss', diffusion=method(preset='paper', eps_weight=1e-3, h_weight=1e-6,
                                                                  t_range=None))),
 ])
