@@ -169,10 +169,13 @@ def build_datasets(root):
     write_paired_split(osp.join(root, 'datasets', 'demo'), 'train', count=3, size=64, seed=0)
     write_paired_split(osp.join(root, 'datasets', 'demo'), 'val', count=1, size=256, seed=1)
     # scripts/prepare_prior_photos.py's layout (train/, heldout/), scripts/fetch_license_checked_photos.py's (train/,
-    # val/) and scripts/prepare_study_photos.py's (train/, validation/); the held-out photos are validated at 256 px
+    # val/; packed for a GPU call by scripts/device_train_prior.sh) and scripts/prepare_study_photos.py's (train/,
+    # validation/); the held-out photos are validated at 256 px
     rng = np.random.default_rng(2)
     for folder, split, count, size in (('prior_photos', 'train', 3, 64), ('prior_photos', 'heldout', 1, 256),
                                        ('prior_photos_v2', 'train', 3, 64), ('prior_photos_v2', 'val', 1, 256),
+                                       ('prior_photos_v2_device', 'train', 3, 64),
+                                       ('prior_photos_v2_device', 'val', 1, 256),
                                        ('study_photos', 'train', 3, 64), ('study_photos', 'validation', 1, 256)):
         os.makedirs(osp.join(root, 'datasets', folder, split))
         for index in range(count):

@@ -10,9 +10,11 @@ from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from diffusers import DDPMScheduler
 
+from ..options import option_error
 from .exact_resume import ReliableTrainingMixin
 
 DEFAULT_VAL_TIMESTEPS = (50, 100, 250, 500, 750)
+AUTOCAST_DTYPES = {'bf16': torch.bfloat16}
 
 
 @MODEL_REGISTRY.register()
@@ -31,6 +33,9 @@ class DiffusionPriorModel(ReliableTrainingMixin, SRModel):
         val.timesteps (list[int]): the t at which validation reports the denoising loss ``l_eps_t<t>`` on the val
             crops, with noise fixed per image so that values are comparable across iterations.
             Default: [50, 100, 250, 500, 750]. Their mean is ``l_eps_mean``.
+        train.autocast (str): ``bf16`` runs the UNet's training forward under ``torch.autocast`` in bfloat16 (the
+            weights, the optimizer and the loss stay fp32): about twice the speed on a GPU or a CPU with AMX, many
+            times slower on a CPU without bf16 arithmetic. Validation always runs in fp32. Default: none (fp32).
 
     Every checkpoint also writes ``models/prior_<iter>/`` (``prior_latest/`` at the end): a diffusers folder
     (config.json, diffusion_pytorch_model.safetensors, scheduler_config.json) that ``DiffusionPrior(pretrained=...)``
@@ -42,6 +47,12 @@ class DiffusionPriorModel(ReliableTrainingMixin, SRModel):
         if self.noise_scheduler.config.prediction_type != 'epsilon':
             raise ValueError("DiffusionPriorModel trains eps prediction only: set noise_schedule.prediction_type to "
                              "'epsilon' or leave it out.")
+        train_opt = opt.get('train') or {}
+        autocast = train_opt.get('autocast')
+        if autocast is not None and autocast not in AUTOCAST_DTYPES:
+            raise option_error('DiffusionPriorModel', 'train.autocast', autocast,
+                               f'is not one of {list(AUTOCAST_DTYPES)}: remove the key to train in fp32.')
+        self.autocast_dtype = AUTOCAST_DTYPES.get(autocast)
         super().__init__(opt)
 
     def feed_data(self, data):
@@ -55,7 +66,9 @@ class DiffusionPriorModel(ReliableTrainingMixin, SRModel):
         t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (self.gt.shape[0], ), device=self.device)
         noise = torch.randn_like(self.gt)
         x_t = self.noise_scheduler.add_noise(self.gt, noise, t)
-        l_eps = self.cri_pix(self._predict_noise(self.net_g, x_t, t), noise)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            prediction = self._predict_noise(self.net_g, x_t, t)
+        l_eps = self.cri_pix(prediction.float(), noise)
         l_eps.backward()
         self.optimizer_g.step()
         self.log_dict = self.reduce_loss_dict(OrderedDict(l_eps=l_eps))
