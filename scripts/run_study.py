@@ -294,7 +294,11 @@ def write_report(args):
         runs_by_task = {task: load_runs(args.output, task, split)[0] for task in TASKS}
         runs_by_task = {task: runs for task, runs in runs_by_task.items() if runs}
         if runs_by_task:
-            sections.append(f'## The default rule on the {split} split\n\n{default_choice(runs_by_task)}\n')
+            section = f'## The default rule on the {split} split\n\n{default_choice(runs_by_task)}\n'
+            if len(runs_by_task) > 1:  # whether a preset per task would choose otherwise
+                section += '\nEach task alone:\n\n' + ''.join(f'- {task}: {default_choice({task: runs})}\n'
+                                                             for task, runs in runs_by_task.items())
+            sections.append(section)
     path = osp.join(args.output, 'study.md')
     with open(path, 'w') as file:
         file.write('# DiffLoss study\n\n' + '\n'.join(section for section in sections if section))
