@@ -27,10 +27,10 @@ def option_error(owner, name, value, problem):
     return OptionError(f"{owner} option '{name}': {value!r} {problem}")
 
 
-def choice(owner, name, value, choices):
-    """``value`` if it is one of ``choices``."""
+def choice(owner, name, value, choices, fix=None):
+    """``value`` if it is one of ``choices``; else the error, ending in ``fix`` where one is given."""
     if value not in choices:
-        raise option_error(owner, name, value, f'is not one of {list(choices)}.')
+        raise option_error(owner, name, value, f'is not one of {list(choices)}' + (f': {fix}' if fix else '.'))
     return value
 
 

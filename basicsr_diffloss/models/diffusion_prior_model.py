@@ -10,7 +10,7 @@ from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from diffusers import DDPMScheduler
 
-from ..options import option_error
+from ..options import choice
 from .exact_resume import ReliableTrainingMixin
 
 DEFAULT_VAL_TIMESTEPS = (50, 100, 250, 500, 750)
@@ -49,9 +49,9 @@ class DiffusionPriorModel(ReliableTrainingMixin, SRModel):
                              "'epsilon' or leave it out.")
         train_opt = opt.get('train') or {}
         autocast = train_opt.get('autocast')
-        if autocast is not None and autocast not in AUTOCAST_DTYPES:
-            raise option_error('DiffusionPriorModel', 'train.autocast', autocast,
-                               f'is not one of {list(AUTOCAST_DTYPES)}: remove the key to train in fp32.')
+        if autocast is not None:
+            choice('DiffusionPriorModel', 'train.autocast', autocast, AUTOCAST_DTYPES,
+                   'remove the key to train in fp32.')
         self.autocast_dtype = AUTOCAST_DTYPES.get(autocast)
         super().__init__(opt)
 
