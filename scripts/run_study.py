@@ -222,6 +222,8 @@ def task_report(args, task, split):
     lines += ['', f'Lower is better for {", ".join(lower_is_better(METRICS))}. Grids (seed {first["seed"]}, the crops '
               f'where each setting differs most from {BASELINE}):', '']
     for name in names:
+        if first['seed'] not in {record['seed'] for record in records[name]}:
+            continue  # that run is unfinished (its outputs may be half written) or was not run
         grid = _save_setting_grid(args, task, name, first['seed'], split)
         if grid:
             lines.append(f'- {name}: `{grid}`')

@@ -1,4 +1,5 @@
 """The study's statistics, its fixed split, its calibration and a tiny end-to-end run of scripts/run_study.py."""
+import argparse
 import json
 import math
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from basicsr_diffloss.losses import PRESETS, DiffLoss
+import run_study
 from study.data import VALIDATION_PHOTOS, Task, split_photos, training_batches
 from study.settings import SETTINGS, StudyLoss
 from study.statistics import paired_difference
@@ -117,6 +119,14 @@ def test_study_script_runs_and_reports(tmp_path, tiny_prior_folder):
     assert '| eps |' in report and 'grid_sr4_eps.png' in report and (output / 'grid_sr4_eps.png').is_file()
     assert '## sr4, confirmation split' in report and (output / 'grid_sr4_confirmation_eps.png').is_file()
     assert '## The default rule on the tuning split' in report
+    # A run still writing its outputs when the report is written (two study jobs sharing the output folder, seed 1
+    # of eps done and seed 0 not): the report reads only finished runs, so no grid from the half-written folder.
+    (output / 'runs' / 'sr4' / 'eps_s0.json').unlink()
+    for image in (output / 'outputs' / 'sr4' / 'eps_s0').iterdir():
+        image.unlink()
+    run_study.write_report(argparse.Namespace(output=str(output)))
+    report = (output / 'study.md').read_text()
+    assert '| eps |' in report and 'grid_sr4_eps.png' not in report
 
 
 def test_the_default_keeps_psnr_on_every_task_then_has_the_best_niqe_and_colour_error():
