@@ -4,11 +4,12 @@ For each task (x4 SR, sigma-25 colour denoising, low light, haze, rain: study.da
 (study.settings.SETTINGS) and seed, it trains a small restorer (EDSR, IAT for low light, NAFNet for haze and rain)
 from the same initialisation on the same batches (both fixed by the seed), evaluates it on the
 fixed validation photos (study.data.VALIDATION_PHOTOS, the whole half-resolution photos, or their central
---val_size crops), and writes ``runs/<task>/<setting>_s<seed>.json`` (per-image PSNR/SSIM-Y, NIQE, HaarPSI, GMSD;
-ms/step; the calibrated weight; the loss log) and the restored images. Runs whose JSON exists are not repeated, so several
-processes can share the work and a stopped study can go on. Then it writes ``study.md``: for every setting the metric
-means and the paired per-image differences against L1 with their standard error, win counts and per-seed means,
-and grids of the crops where each setting differs most from L1.
+--val_size crops), and writes ``runs/<task>/<setting>_s<seed>.json`` (per-image METRICS: PSNR and SSIM on RGB and
+on Y, NIQE, HaarPSI, GMSD, CIEDE2000; ms/step; the calibrated weight; the loss log) and the restored images. Runs
+whose JSON exists are not repeated, so several processes can share the work and a stopped study can go on. Then it
+writes ``study.md``: for every setting the metric means and the paired per-image differences against L1 with their
+standard error, win counts and per-seed means, and grids of the crops where each setting differs most from L1. A
+run recorded before a metric joined METRICS gets it then, from its saved outputs.
 
     python scripts/run_study.py --tasks sr4 dn25 --seeds 0 1 --iters 3000 --output results/study
     python scripts/run_study.py --report_only --output results/study
@@ -39,7 +40,13 @@ from study.settings import SETTINGS, StudyLoss
 from study.statistics import metric_means, paired_difference
 
 SPLIT_SUFFIX = {'tuning': '', 'confirmation': '_confirmation'}  # folder suffixes of each validation split
-METRICS = ('psnr', 'psnr_y', 'ssim_y', 'niqe', 'haarpsi', 'gmsd', 'ciede2000')
+# Per-image metrics of uint8 BGR images: name -> function(output, gt, crop_border).
+METRIC_FUNCTIONS = dict(
+    psnr=calculate_psnr, psnr_y=lambda output, gt, border: calculate_psnr(output, gt, border, test_y_channel=True),
+    ssim=calculate_ssim, ssim_y=lambda output, gt, border: calculate_ssim(output, gt, border, test_y_channel=True),
+    niqe=lambda output, gt, border: float(calculate_niqe_or_nan(output, border)), haarpsi=calculate_haarpsi,
+    gmsd=calculate_gmsd, ciede2000=calculate_ciede2000)
+METRICS = tuple(METRIC_FUNCTIONS)
 BASELINE = 'l1'
 
 
@@ -58,14 +65,9 @@ def build_restorer(task, num_feat, num_block):
                 res_scale=1, img_range=1.0)
 
 
-def image_metrics(output, gt, crop_border):
-    """Per-image metrics of uint8 BGR images."""
-    return dict(psnr=calculate_psnr(output, gt, crop_border),
-                psnr_y=calculate_psnr(output, gt, crop_border, test_y_channel=True),
-                ssim_y=calculate_ssim(output, gt, crop_border, test_y_channel=True),
-                niqe=float(calculate_niqe_or_nan(output, crop_border)),
-                haarpsi=calculate_haarpsi(output, gt, crop_border),
-                gmsd=calculate_gmsd(output, gt, crop_border), ciede2000=calculate_ciede2000(output, gt, crop_border))
+def image_metrics(output, gt, crop_border, names=METRICS):
+    """Per-image metrics ``names`` of uint8 BGR images."""
+    return {name: METRIC_FUNCTIONS[name](output, gt, crop_border) for name in names}
 
 
 def train_and_evaluate(args, task, name, seed, train_photos, splits, prior, run_dir):
@@ -157,6 +159,35 @@ def run_all(args):
                       flush=True)
 
 
+def add_missing_metrics(output, task):
+    """Give each finished run of ``task`` the metrics of METRICS its record lacks (runs recorded before a metric was
+    added), computed from the run's saved outputs (lossless PNGs of the images it was scored on); rewrites those
+    records."""
+    folder = osp.join(output, 'runs', task)
+    crop_border = Task(task).crop_border
+    for file_name in sorted(os.listdir(folder)) if osp.isdir(folder) else []:
+        if not file_name.endswith('.json'):
+            continue
+        path = osp.join(folder, file_name)
+        with open(path) as file:
+            record = json.load(file)
+        added = False
+        for split, key in (('tuning', 'metrics'), ('confirmation', 'confirmation_metrics')):
+            suffix = SPLIT_SUFFIX[split]
+            for image_name, values in (record.get(key) or {}).items():
+                missing = [name for name in METRICS if name not in values]
+                if missing:
+                    restored = cv2.imread(osp.join(output, 'outputs', task,
+                                                   f"{record['setting']}_s{record['seed']}{suffix}", f'{image_name}.png'))
+                    gt = cv2.imread(osp.join(output, 'gt', task + suffix, f'{image_name}.png'))
+                    values.update(image_metrics(restored, gt, crop_border, missing))
+                    added = True
+        if added:
+            with open(path + '.partial', 'w') as file:
+                json.dump(record, file, indent=1)
+            os.replace(path + '.partial', path)
+
+
 def load_runs(output, task, split='tuning'):
     """``{(setting, seed): metrics}`` of ``split`` and ``{setting: [records]}`` of a task's finished runs."""
     runs, records = {}, {}
@@ -179,8 +210,8 @@ def _difference_cell(result, digits):
     return f"{result['mean']:+.{digits}f}{se}"
 
 
-DIFFERENCES = (('psnr', 'dPSNR (dB)', 3), ('psnr_y', 'dPSNR-Y (dB)', 3), ('ssim_y', 'dSSIM-Y', 4),
-               ('niqe', 'dNIQE', 3), ('haarpsi', 'dHaarPSI', 4), ('ciede2000', 'dCIEDE2000', 3))
+DIFFERENCES = (('psnr', 'dPSNR (dB)', 3), ('psnr_y', 'dPSNR-Y (dB)', 3), ('ssim', 'dSSIM', 4),
+               ('ssim_y', 'dSSIM-Y', 4), ('niqe', 'dNIQE', 3), ('haarpsi', 'dHaarPSI', 4), ('ciede2000', 'dCIEDE2000', 3))
 
 
 def task_report(args, task, split):
@@ -290,6 +321,8 @@ def _save_setting_grid(args, task, name, seed, split):
 
 
 def write_report(args):
+    for task in TASKS:
+        add_missing_metrics(args.output, task)
     sections = []
     for split in SPLIT_SUFFIX:
         sections += [task_report(args, task, split) for task in TASKS]

@@ -117,8 +117,22 @@ def test_study_script_runs_and_reports(tmp_path, tiny_prior_folder):
     assert unused.returncode != 0 and 'none of --settings uses it' in unused_errors
     report = (output / 'study.md').read_text()
     assert '| eps |' in report and 'grid_sr4_eps.png' in report and (output / 'grid_sr4_eps.png').is_file()
+    assert '| dSSIM | dSSIM-Y |' in report  # SSIM on RGB and on Y
     assert '## sr4, confirmation split' in report and (output / 'grid_sr4_confirmation_eps.png').is_file()
     assert '## The default rule on the tuning split' in report
+    # A metric added after a run was recorded is computed from the run's saved (lossless) outputs when the report is
+    # written: equal to what the run itself measured.
+    record_path = output / 'runs' / 'sr4' / 'eps_s1.json'
+    measured = json.loads(record_path.read_text())
+    for values in (*measured['metrics'].values(), *measured['confirmation_metrics'].values()):
+        del values['ssim'], values['niqe']
+    record_path.write_text(json.dumps(measured))
+    run_study.write_report(argparse.Namespace(output=str(output)))
+    restored = json.loads(record_path.read_text())
+    for key in ('metrics', 'confirmation_metrics'):
+        for image_name, values in record[key].items():
+            assert set(restored[key][image_name]) == set(values)
+            assert restored[key][image_name] == pytest.approx(values, nan_ok=True)
     # A run still writing its outputs when the report is written (two study jobs sharing the output folder, seed 1
     # of eps done and seed 0 not): the report reads only finished runs, so no grid from the half-written folder.
     (output / 'runs' / 'sr4' / 'eps_s0.json').unlink()
