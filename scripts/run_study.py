@@ -50,6 +50,24 @@ METRICS = tuple(METRIC_FUNCTIONS)
 BASELINE = 'l1'
 
 
+def images_folder(output, kind, task, split):
+    """The folder of a split's shared ``kind`` images ('gt' or 'lq')."""
+    return osp.join(output, kind, task + SPLIT_SUFFIX[split])
+
+
+def outputs_folder(output, task, setting, seed, split):
+    """The folder of one run's restored images of a split."""
+    return osp.join(output, 'outputs', task, f'{setting}_s{seed}{SPLIT_SUFFIX[split]}')
+
+
+def write_record(path, record):
+    """Write a run's record whole or not at all: a record on disk means a finished run (its outputs written)."""
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    with open(path + '.partial', 'w') as file:
+        json.dump(record, file, indent=1)
+    os.replace(path + '.partial', path)
+
+
 # The NAFNet of the haze and rain tasks (the paper's backbone for both): NAFNet's four levels, one block each.
 SMALL_NAFNET = dict(img_channel=3, width=16, middle_blk_num=1, enc_blk_nums=[1, 1, 1, 1], dec_blk_nums=[1, 1, 1, 1])
 
@@ -70,7 +88,7 @@ def image_metrics(output, gt, crop_border, names=METRICS):
     return {name: METRIC_FUNCTIONS[name](output, gt, crop_border) for name in names}
 
 
-def train_and_evaluate(args, task, name, seed, train_photos, splits, prior, run_dir):
+def train_and_evaluate(args, task, name, seed, train_photos, splits, prior):
     """One run; returns its record (also written as JSON by the caller). ``splits``: ``{split: (pairs,
     references)}``, the validation pairs and their uint8 GT images of the tuning split (``metrics``) and, with
     --confirm_photos, the confirmation split (``confirmation_metrics``)."""
@@ -102,7 +120,8 @@ def train_and_evaluate(args, task, name, seed, train_photos, splits, prior, run_
         for split, (pairs, references) in splits.items():
             metrics[split] = {}
             for image_name, (lq, _) in pairs.items():
-                output = save_rgb(osp.join(run_dir + SPLIT_SUFFIX[split], f'{image_name}.png'), restorer(lq))
+                output = save_rgb(osp.join(outputs_folder(args.output, task.name, name, seed, split),
+                                           f'{image_name}.png'), restorer(lq))
                 metrics[split][image_name] = image_metrics(output, references[image_name], task.crop_border)
     setting = SETTINGS[name]
     ratio = setting['diffusion']['strength']['eps'] if loss.relative else loss.ratio  # None: no term, or absolute
@@ -136,9 +155,9 @@ def run_all(args):
             pairs = validation_pairs(photos, task, args.val_size if split == 'tuning' else None)
             references = {}
             for image_name, (lq, gt) in pairs.items():
-                folder = task.name + SPLIT_SUFFIX[split]
-                save_rgb(osp.join(args.output, 'lq', folder, f'{image_name}.png'), lq)
-                references[image_name] = save_rgb(osp.join(args.output, 'gt', folder, f'{image_name}.png'), gt)
+                save_rgb(osp.join(images_folder(args.output, 'lq', task.name, split), f'{image_name}.png'), lq)
+                references[image_name] = save_rgb(
+                    osp.join(images_folder(args.output, 'gt', task.name, split), f'{image_name}.png'), gt)
             splits[split] = (pairs, references)
         for seed in args.seeds:
             for name in args.settings:
@@ -147,13 +166,9 @@ def run_all(args):
                     continue
                 started = time.time()
                 prior = priors[SETTINGS[name].get('prior', 'default')]
-                record = train_and_evaluate(args, task, name, seed, train_photos, splits, prior,
-                                            osp.join(args.output, 'outputs', task.name, f'{name}_s{seed}'))
+                record = train_and_evaluate(args, task, name, seed, train_photos, splits, prior)
                 record['wall_s'] = time.time() - started
-                os.makedirs(osp.dirname(record_path), exist_ok=True)
-                with open(record_path + '.partial', 'w') as file:
-                    json.dump(record, file, indent=1)
-                os.replace(record_path + '.partial', record_path)
+                write_record(record_path, record)
                 print(f"{task.name} {name} seed {seed}: {record['ms_per_step']:.0f} ms/step, "
                       f"PSNR-Y {sum(m['psnr_y'] for m in record['metrics'].values()) / len(record['metrics']):.3f}",
                       flush=True)
@@ -173,19 +188,16 @@ def add_missing_metrics(output, task):
             record = json.load(file)
         added = False
         for split, key in (('tuning', 'metrics'), ('confirmation', 'confirmation_metrics')):
-            suffix = SPLIT_SUFFIX[split]
+            restored_folder = outputs_folder(output, task, record['setting'], record['seed'], split)
             for image_name, values in (record.get(key) or {}).items():
                 missing = [name for name in METRICS if name not in values]
                 if missing:
-                    restored = cv2.imread(osp.join(output, 'outputs', task,
-                                                   f"{record['setting']}_s{record['seed']}{suffix}", f'{image_name}.png'))
-                    gt = cv2.imread(osp.join(output, 'gt', task + suffix, f'{image_name}.png'))
+                    restored = cv2.imread(osp.join(restored_folder, f'{image_name}.png'))
+                    gt = cv2.imread(osp.join(images_folder(output, 'gt', task, split), f'{image_name}.png'))
                     values.update(image_metrics(restored, gt, crop_border, missing))
                     added = True
         if added:
-            with open(path + '.partial', 'w') as file:
-                json.dump(record, file, indent=1)
-            os.replace(path + '.partial', path)
+            write_record(path, record)
 
 
 def load_runs(output, task, split='tuning'):
@@ -211,7 +223,8 @@ def _difference_cell(result, digits):
 
 
 DIFFERENCES = (('psnr', 'dPSNR (dB)', 3), ('psnr_y', 'dPSNR-Y (dB)', 3), ('ssim', 'dSSIM', 4),
-               ('ssim_y', 'dSSIM-Y', 4), ('niqe', 'dNIQE', 3), ('haarpsi', 'dHaarPSI', 4), ('ciede2000', 'dCIEDE2000', 3))
+               ('ssim_y', 'dSSIM-Y', 4), ('niqe', 'dNIQE', 3), ('haarpsi', 'dHaarPSI', 4),
+               ('ciede2000', 'dCIEDE2000', 3))
 
 
 def task_report(args, task, split):
@@ -302,8 +315,7 @@ def default_choice(runs_by_task):
 def _save_setting_grid(args, task, name, seed, split):
     if name == BASELINE:
         return None
-    suffix = SPLIT_SUFFIX[split]
-    folders = {key: osp.join(args.output, 'outputs', task, f'{label}_s{seed}{suffix}')
+    folders = {key: outputs_folder(args.output, task, label, seed, split)
                for key, label in (('baseline', BASELINE), ('diffloss', name))}
     if not all(osp.isdir(folder) for folder in folders.values()):
         return None
@@ -311,10 +323,10 @@ def _save_setting_grid(args, task, name, seed, split):
     for file_name in sorted(os.listdir(folders['baseline'])):
         image_name = osp.splitext(file_name)[0]
         images[image_name] = {key: cv2.imread(osp.join(folder, file_name)) for key, folder in folders.items()}
-        images[image_name]['gt'] = cv2.imread(osp.join(args.output, 'gt', task + suffix, file_name))
-        images[image_name]['lq'] = cv2.imread(osp.join(args.output, 'lq', task + suffix, file_name))
+        for kind in ('gt', 'lq'):
+            images[image_name][kind] = cv2.imread(osp.join(images_folder(args.output, kind, task, split), file_name))
     crops = choose_crops({key: (value['baseline'], value['diffloss']) for key, value in images.items()}, 64, 3)
-    path = osp.join(args.output, f'grid_{task}{suffix}_{name}.png')
+    path = osp.join(args.output, f'grid_{task}{SPLIT_SUFFIX[split]}_{name}.png')
     save_grid(images, crops, path, f'{task} ({split}): {BASELINE} vs {name} (seed {seed})',
               labels=('LQ (bicubic to GT size)', BASELINE, name, 'GT'))
     return path
