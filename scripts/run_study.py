@@ -192,8 +192,12 @@ def add_missing_metrics(output, task):
             for image_name, values in (record.get(key) or {}).items():
                 missing = [name for name in METRICS if name not in values]
                 if missing:
-                    restored = cv2.imread(osp.join(restored_folder, f'{image_name}.png'))
-                    gt = cv2.imread(osp.join(images_folder(output, 'gt', task, split), f'{image_name}.png'))
+                    paths = [osp.join(folder, f'{image_name}.png')
+                             for folder in (restored_folder, images_folder(output, 'gt', task, split))]
+                    restored, gt = (cv2.imread(image_path) for image_path in paths)
+                    if restored is None or gt is None:
+                        raise SystemExit(f'{path} lacks {missing} for {image_name}, and {paths} cannot both be read '
+                                         'to compute them: delete the record to run that setting and seed again.')
                     values.update(image_metrics(restored, gt, crop_border, missing))
                     added = True
         if added:

@@ -133,6 +133,14 @@ def test_study_script_runs_and_reports(tmp_path, tiny_prior_folder):
         for image_name, values in record[key].items():
             assert set(restored[key][image_name]) == set(values)
             assert restored[key][image_name] == pytest.approx(values, nan_ok=True)
+    # ... and where those outputs are gone, the report stops and says which record to delete.
+    stripped = json.loads(record_path.read_text())
+    del stripped['metrics'][VALIDATION_PHOTOS[0]]['ssim']
+    record_path.write_text(json.dumps(stripped))
+    (output / 'outputs' / 'sr4' / 'eps_s1' / f'{VALIDATION_PHOTOS[0]}.png').unlink()
+    with pytest.raises(SystemExit, match='eps_s1.json lacks .*delete the record'):
+        run_study.write_report(argparse.Namespace(output=str(output)))
+    record_path.write_text(json.dumps(restored))
     # A run still writing its outputs when the report is written (two study jobs sharing the output folder, seed 1
     # of eps done and seed 0 not): the report reads only finished runs, so no grid from the half-written folder.
     (output / 'runs' / 'sr4' / 'eps_s0.json').unlink()
