@@ -36,6 +36,13 @@ states, atomic checkpoints) is ``basicsr_diffloss.models.exact_resume``.
 9. ``train_pipeline`` never destroys the process group it initialised, so a multi-process run that has trained and
    saved everything can still die at interpreter exit (``terminate called without an active exception``, SIGABRT
    from gloo's threads: seen once in the DDP tests) and report failure. :func:`train_pipeline` destroys it at the end.
+10. ``create_train_val_dataloader`` counts ``ceil(images x dataset_enlarge_ratio / (batch_size_per_gpu x world
+    size))`` iterations per epoch, but the train loader drops an incomplete batch (``drop_last=True``) and, with one
+    process on several GPUs, batches ``batch_size_per_gpu x num_gpu`` images: where it yields fewer batches, the
+    epochs run out before ``total_iter`` (3 images in batches of 2, ``total_iter: 12``: "End of training" after
+    iteration 7), and with a batch larger than the images it trains nothing. :func:`train_epochs` counts the epochs
+    from the loader's length (used by exact_resume's ``create_train_val_dataloader``) and refuses a loader without
+    a batch.
 """
 import sys
 
@@ -44,6 +51,7 @@ import torchvision.transforms.functional
 sys.modules.setdefault('torchvision.transforms.functional_tensor', torchvision.transforms.functional)
 
 import functools  # noqa: E402
+import math  # noqa: E402
 import random  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 
@@ -256,3 +264,32 @@ def train_pipeline(root_path):
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
+
+
+# 10. Epochs that reach total_iter.
+def train_epochs(opt, train_loader, total_epochs, logger):
+    """The number of epochs in which ``train_loader`` yields ``train.total_iter`` batches, logged where it differs
+    from BasicSR's ``total_epochs`` (repair 10); an OptionError when the loader yields no batch."""
+    dataset_opt = opt['datasets']['train']
+    batch_size, ratio = dataset_opt['batch_size_per_gpu'], dataset_opt.get('dataset_enlarge_ratio', 1)
+    images = len(train_loader.dataset)
+    batches = len(train_loader)
+    if not batches:
+        samples = len(train_loader.sampler)  # this process's share of the enlarged set
+        gpus = train_loader.batch_size // batch_size  # one process on several GPUs batches for all of them
+        given = f'{batch_size}' if gpus == 1 else f'{batch_size} x {gpus} GPUs'
+        share = f'{images} training images' if samples == images else (
+            f'images each process gets per epoch, {samples} ({images} training images x dataset_enlarge_ratio '
+            f"{ratio} / {opt['world_size']} processes)")
+        smaller = f'set batch_size_per_gpu to {samples // gpus} or less, or ' if samples >= gpus else ''
+        raise OptionError(f'datasets.train.batch_size_per_gpu: {given} is more than the {share}, and the train loader '
+                          f'drops an incomplete batch, so it yields none and nothing would be trained; {smaller}add '
+                          'training images.')
+    total_iter = int(opt['train']['total_iter'])
+    epochs = math.ceil(total_iter / batches)
+    if epochs != total_epochs:
+        counted = math.ceil(images * ratio / (batch_size * opt['world_size']))  # BasicSR's count, as it logged it
+        logger.info(f'Training statistics corrected (the train loader drops an incomplete batch): iter number per '
+                    f'epoch: {batches}, not {counted}; total epochs: {epochs}, not {total_epochs}; '
+                    f'iters: {total_iter}.')
+    return epochs

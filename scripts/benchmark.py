@@ -3,9 +3,9 @@
 A step is what BasicSR's SRModel does per iteration: the restorer's forward pass, the loss, the backward pass and an
 Adam step. Configurations:
 
-- restorers (``RESTORERS``): EDSR x4 (64 features, 16 blocks; GT 192, batch 16: BasicSR's EDSR-M setting) and SwinIR
+- restorers (``RESTORERS``): EDSR x4 (64 features, 16 blocks; GT 192, batch 16: BasicSR's EDSR-M setting), SwinIR
   classical x4 (embed 180, depths and heads 6 x 6, window 8, MLP ratio 2, pixelshuffle; LQ 64 = GT 256, batch 4 per
-  GPU: the paper's 32 over 8 GPUs);
+  GPU: the paper's 32 over 8 GPUs) and IAT (low light, same size in and out; GT 256, batch 8);
 - losses: ``l1``; ``l1+vgg`` (BasicSR PerceptualLoss on VGG19 conv5_4, random weights: none can be downloaded);
   ``l1+diffloss``: L1 + DiffLoss on a prior of one shape, random weights except ``default``: ``default`` (the shipped
   4.3M prior), ``ddpm256`` (google/ddpm-ema-church-256's UNet, 113.7M) or ``adm256`` (guided-diffusion
@@ -28,6 +28,8 @@ taken), so that the ratios compare times taken side by side. For each it reports
   the device (fp32 for the restorer and VGG, the variant's dtype for the prior; on CUDA fp32 is measured with TF32
   when cuDNN convolutions may use it, the fastest they can run);
 - for DiffLoss, the part it adds: ``(ms - l1 ms) / ((FLOPs - l1 FLOPs) / rate)``; the goal is at most 1.5;
+- under the table, for each restorer timed with ``default``: the mean step of a whole run under ``start_iter: auto``
+  (the pixel loss alone for the first 40% of the run, then the default), ``0.4 x L1 + 0.6 x default``, over L1;
 - for a latent prior, ``VAE encoder share``: the time of its VAE encoder in a step (forward and backward on the
   output, forward on the GT, timed alone in the same sweeps) over the DiffLoss part ``ms - l1 ms``.
 
@@ -43,6 +45,9 @@ reports 'OOM' where CUDA runs out of memory, and plots ms/step and peak memory (
     # CPU, Stable Diffusion-shaped latent priors at GT 128 (docs/priors.md)
     python scripts/benchmark.py --device cpu --restorers edsr --gt-size 128 --batch 2 --priors sd15 sdxl \
         --variants default --steps 3 --repeats 2
+    # CPU: the default's cost and its guard's on three restorers, written into docs/performance.md
+    python scripts/benchmark.py --device cpu --restorers edsr swinir iat --priors default --gt-size 64 --batch 4 \
+        --variants default default+no_guard --doc docs/performance.md --section cpu-default
     # CPU, tiny shapes (what tests/test_benchmark.py runs), a few seconds
     python scripts/benchmark.py --tiny
     python scripts/benchmark.py --tiny --scaling --plot scaling.png
@@ -76,18 +81,22 @@ import diffusers
 from basicsr.archs.edsr_arch import EDSR
 from basicsr.archs.swinir_arch import SwinIR
 from basicsr.losses.basic_loss import PerceptualLoss
+from basicsr_diffloss.archs.iat_arch import IAT
 from basicsr_diffloss.priors import DiffusionPrior
 from basicsr_diffloss.losses import DiffLoss
+from basicsr_diffloss.losses.application_schedule import AUTO_START_SHARE
 from basicsr_diffloss.losses.diffloss_loss import PRESETS
 from basicsr_diffloss.priors import EXECUTION_OPTIONS
 from basicsr_diffloss.priors import resolve_dtype
 from basicsr_diffloss.priors.guided_diffusion import resolve_flags, unet_config
+from doc_sections import cpu_kind, write_doc_section
 
 # DiffLoss and DiffusionPrior options of each named variant. Add a line to benchmark another combination; each names its dtype. All
 # but 'score_difference' back-propagate through the UNet (the paper's gradient, the costly one), whatever the preset.
 # 'default' is what users get: the default preset, dtype and channels_last 'auto', resolved on the device, timed after
-# its strength is measured; 'default+measuring' times the first strength_iters iterations, which also measure it. The
-# other variants run the prior contiguous (channels_last false) unless they say otherwise.
+# its strength is measured and after it joined (start_iter 0 here: the steps before start_iter auto cost an L1 step);
+# 'default+measuring' times the first strength_iters iterations, which also measure it. The other variants run the
+# prior contiguous (channels_last false) unless they say otherwise.
 VARIANTS = {
     'default': dict(dtype='auto', channels_last='auto'),
     'default+measuring': dict(dtype='auto', channels_last='auto', strength_iters=10**9),  # the first 50 iterations
@@ -118,8 +127,14 @@ RESTORERS = {
     'edsr': dict(gt_size=192, batch=16, about='EDSR x4, 64 features, 16 blocks (BasicSR EDSR-M: GT 192, batch 16)'),
     'swinir': dict(gt_size=256, batch=4, about='SwinIR classical x4, embed 180, 6x6 blocks/heads, window 8, '
                    'pixelshuffle (LQ 64 = GT 256, batch 32 over 8 GPUs: 4 per GPU)'),
+    'iat': dict(gt_size=256, batch=8, scale=1, about='IAT (low light, 91k parameters; GT 256, batch 8)'),
 }
 TINY_RESTORER = dict(gt_size=32, batch=2)
+
+
+def restorer_scale(name):
+    """The restorer's output size over its input's."""
+    return RESTORERS[name].get('scale', SCALE)
 
 # google/ddpm-ema-church-256's UNet (the diffusers pipeline's unet/config.json); ADM-256 comes from the converter.
 DDPM_256 = dict(sample_size=256, in_channels=3, out_channels=3, layers_per_block=2,
@@ -253,7 +268,9 @@ def parameter_count(module):
 
 
 def build_restorer(name, tiny, gt_size):
-    """BasicSR's EDSR or SwinIR (x4) in their usual settings, or tiny ones."""
+    """BasicSR's EDSR or SwinIR (x4) in their usual settings, or tiny ones; IAT (it has one size)."""
+    if name == 'iat':
+        return IAT()
     if name == 'edsr':
         return EDSR(3, 3, num_feat=8 if tiny else 64, num_block=1 if tiny else 16, upscale=SCALE, img_range=255.)
     if tiny:
@@ -294,33 +311,34 @@ def check_variants(names):
 
 def diffloss_with_options(prior, options, **fixed):
     """DiffLoss on ``prior`` with a variant's options: those of EXECUTION_OPTIONS set on the prior, the rest given to
-    the loss; every other option keeps the package default, but for ``channels_last``, false unless named, and
+    the loss; every other option keeps the package default, but for ``channels_last``, false unless named,
     ``strength_iters``, 1 where the preset's strength sets the eps weight: its measurement (an extra gradient of each
-    term, over the first 50 applications in training) then happens in the first warm-up step, and the timed steps
-    are the steady state."""
+    term, over the first 50 applications in training) then happens in the first warm-up step, and ``start_iter``, 0:
+    the timed steps are the steady state with the term on."""
     prior.set_execution(**{'channels_last': False,
                            **{key: value for key, value in options.items() if key in EXECUTION_OPTIONS}})
     loss_options = {key: value for key, value in options.items() if key not in EXECUTION_OPTIONS}
     if 'eps_weight' not in loss_options:
         loss_options.setdefault('strength_iters', 1)
+    loss_options.setdefault('start_iter', 0)
     return DiffLoss(prior=prior, **fixed, **loss_options)
 
 
-def build_extra_loss(config, env, options, parameters):
-    """The loss added to L1 as a function ``(output, gt, l1) -> scalar``, or None for ``l1``. DiffLoss gets the
-    restorer's ``parameters`` and the L1 term, as a model's training step gives them (its conflict guard works on
-    them)."""
+def build_total_loss(config, env, options, parameters):
+    """The step's loss as a function ``(output, gt, l1) -> scalar``: L1 plus the configuration's extra term. DiffLoss
+    gets the restorer's ``parameters`` and the L1 term as a model's training step gives them (its conflict guard works
+    on them, and the L1 term comes back among its terms)."""
     if config.loss == 'l1+vgg':
         perceptual = PerceptualLoss({'conv5_4': 1.0}, vgg_type='vgg19', perceptual_weight=1.0, style_weight=0.)
         perceptual = perceptual.to(env.device)
-        return lambda output, gt, pixel: perceptual(output, gt)[0]
+        return lambda output, gt, pixel: pixel + perceptual(output, gt)[0]
     if config.loss == 'l1+diffloss':
         prior = copy.deepcopy(env.priors[config.prior]).to(env.device)
         diffloss = diffloss_with_options(prior, options, seed=0)
         calls = itertools.count(1)
-        return lambda output, gt, pixel: sum(diffloss.terms(output, gt, next(calls), pixel, parameters).values(),
-                                             output.sum() * 0)
-    return None
+        return lambda output, gt, pixel: sum(diffloss.terms(output, gt, next(calls), pixel, parameters,
+                                                            reference_name='l_pix').values())
+    return lambda output, gt, pixel: pixel
 
 
 def build_step(config, env, options=None):
@@ -330,15 +348,15 @@ def build_step(config, env, options=None):
     network = build_restorer(config.restorer, env.tiny, config.gt_size).to(env.device)
     optimizer = torch.optim.Adam(network.parameters(), lr=1e-4)
     gt = torch.rand(config.batch, 3, config.gt_size, config.gt_size, device=env.device)
-    lq = F.interpolate(gt, scale_factor=1 / SCALE, mode='bicubic', antialias=True).clamp(0, 1)
-    extra_loss = build_extra_loss(config, env, config.options if options is None else options,
+    scale = restorer_scale(config.restorer)
+    lq = 0.2 * gt if scale == 1 else F.interpolate(gt, scale_factor=1 / scale, mode='bicubic',
+                                                      antialias=True).clamp(0, 1)
+    total_loss = build_total_loss(config, env, config.options if options is None else options,
                                   [param for param in network.parameters() if param.requires_grad])
 
     def step():
         output = network(lq)
-        loss = F.l1_loss(output, gt)
-        if extra_loss is not None:
-            loss = loss + extra_loss(output, gt, loss)
+        loss = total_loss(output, gt, F.l1_loss(output, gt))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -568,6 +586,18 @@ def report_rows(configs, timings, flops, rates, env, encoders):
     return rows
 
 
+def whole_run_lines(rows):
+    """For each restorer timed with the ``default`` variant, its mean step over a whole run with ``start_iter:
+    auto`` (L1 steps until the term joins, then default steps) over an L1 step, as markdown lines."""
+    lines = []
+    for row in rows:
+        if row['variant'] == 'default' and row['x_l1'] is not None:
+            mean = AUTO_START_SHARE + (1 - AUTO_START_SHARE) * row['x_l1']
+            lines.append(f"- {row['restorer']}, {row['prior']} prior: a whole run with start_iter auto (L1 alone "
+                         f'for the first {AUTO_START_SHARE:.0%}) averages {mean:.2f}x an L1 step.')
+    return '\n' + '\n'.join(lines) + '\n' if lines else ''
+
+
 def cell(value, spec='.2f'):
     return 'n/a' if value is None else format(value, spec)
 
@@ -591,7 +621,7 @@ def markdown_table(rows):
 def device_name(device):
     if device.type == 'cuda':
         return torch.cuda.get_device_name(device)
-    return f'CPU, {torch.get_num_threads()} threads'
+    return f'{cpu_kind()}, {torch.get_num_threads()} threads'
 
 
 def header(args, argv, env, restorers, rates=None):
@@ -607,7 +637,7 @@ def header(args, argv, env, restorers, rates=None):
     about = '; '.join('tiny ' + name if env.tiny else RESTORERS[name]['about'] for name in restorers)
     lines.append(f'Restorers: {about}. Warm-up {args.warmup} steps (+{args.compile_warmup} with compile), '
                  f'{args.steps} timed steps, median of {args.repeats} sweeps.')
-    lines.append(f"Command: `python {osp.relpath(__file__)} {shlex.join(argv)}`")
+    lines.append(f"Command: `python {osp.relpath(__file__)} {shlex.join(argv)}` ({time.strftime('%Y-%m-%d')})")
     return '\n'.join(lines)
 
 
@@ -633,7 +663,8 @@ def compare(args, argv, env):
     dtypes = dict.fromkeys([torch.float32] + [config.prior_dtype(env.device) for config in configs])
     rates = {dtype: matmul_rate(env.device, dtype, args.matmul_size) for dtype in dtypes}
     rows = report_rows(configs, timings, flops, rates, env, encoders)
-    markdown = header(args, argv, env, args.restorers, rates) + '\n\n' + markdown_table(rows) + '\n'
+    markdown = (header(args, argv, env, args.restorers, rates) + '\n\n' + markdown_table(rows) + '\n' +
+                whole_run_lines(rows))
     record = dict(device=device_name(env.device), torch=torch.__version__, command=argv,
                   matmul_tflops={rate_name(dtype, env.device): rate / 1e12 for dtype, rate in rates.items()},
                   rows=rows)
@@ -736,6 +767,8 @@ def parse_args(argv):
                         '256 tiny)')
     parser.add_argument('--out', help='also write the markdown here')
     parser.add_argument('--json', help='also write the measurements here')
+    parser.add_argument('--doc', help='also write the markdown into this doc, between its --section markers')
+    parser.add_argument('--section', help="with --doc: the name in its '<!-- benchmark:NAME -->' markers")
     parser.add_argument('--scaling', action='store_true',
                         help='time L1 and L1+DiffLoss (first restorer, prior and variant) against size and batch')
     parser.add_argument('--sizes', nargs='+', type=int, help='GT sides for --scaling (default: 128 256 512)')
@@ -744,6 +777,8 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.scaling and not args.plot:
         parser.error('--scaling needs --plot FILE.png')
+    if bool(args.doc) != bool(args.section):
+        parser.error('--doc and --section go together')
     tiny = args.tiny
     args.device = args.device or ('cuda' if torch.cuda.is_available() and not tiny else 'cpu')
     args.priors = args.priors or (['tiny'] if tiny else ['default', 'ddpm256', 'adm256'])
@@ -774,6 +809,8 @@ def main(argv=None):
     if args.json:
         with open(args.json, 'w') as file:
             json.dump(record, file, indent=1)
+    if args.doc:
+        write_doc_section(args.doc, f'benchmark:{args.section}', markdown)
     return record
 
 

@@ -94,7 +94,8 @@ def train_and_evaluate(args, task, name, seed, train_photos, splits, prior):
     --confirm_photos, the confirmation split (``confirmation_metrics``)."""
     torch.manual_seed(seed)
     restorer = build_restorer(task, args.num_feat, args.num_block)
-    loss = StudyLoss(SETTINGS[name], prior=prior, seed=seed, t_range=args.t_range, crop_size=args.crop_size)
+    loss = StudyLoss(SETTINGS[name], prior=prior, seed=seed, t_range=args.t_range, crop_size=args.crop_size,
+                     total_iter=args.iters)
     calibration = training_batches(train_photos, task, args.batch, seed + 1000)
     weight = loss.calibrate([next(calibration) for _ in range(4)], task)
     optimizer = torch.optim.Adam(restorer.parameters(), lr=args.lr, betas=(0.9, 0.99))

@@ -112,22 +112,61 @@ def test_a_term_that_agrees_with_the_pixel_loss_passes_unchanged():
     assert guard.last['conflict_diff'] == pytest.approx(-2.0, rel=1e-5)
 
 
-def test_a_skipped_step_moves_the_momenta():
+def test_a_skipped_step_costs_nothing_and_leaves_the_momenta(monkeypatch):
     net, lq, gt = restorer_and_batch()
     parameters = list(net.parameters())
     guard = ConflictGuard(0.1)
     output = net(lq)
     guard.project(F.l1_loss(output, gt), {'l_diff_eps': 2.0 * F.l1_loss(output, gt)}, parameters, 1)
     pixel_m, term_m = guard.pixel_momentum.clone(), guard.term_momentum.clone()
+    monkeypatch.setattr(conflict_guard, '_gradient', lambda *args: pytest.fail('a skipped step differentiated'))
     assert guard.project(F.l1_loss(output, gt), {}, parameters, 2) == {}
-    assert torch.allclose(guard.term_momentum, 0.9 * term_m)
-    assert torch.allclose(guard.pixel_momentum, 0.9 * pixel_m + 0.1 * flat_gradient(F.l1_loss(output, gt),
-                                                                                     parameters))
+    assert torch.equal(guard.term_momentum, term_m) and torch.equal(guard.pixel_momentum, pixel_m)
 
 
-def hostile_training(guard, steps=150, seed=0):
-    """A conv restorer trained by Adam with L1 plus a term 20x its size that pulls the output away from the GT
-    (through ``guard`` unless it is None); returns the L1 at the start and at the end."""
+class BackwardCounter:
+    """Counts the backward passes through a module (its full backward hook fires once per pass)."""
+
+    def __init__(self, module):
+        self.count = 0
+        module.register_full_backward_hook(self.hook)
+
+    def hook(self, *args):
+        self.count += 1
+
+
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+def test_a_diffloss_that_carries_the_pixel_loss_differentiates_the_restorer_twice_with_the_same_gradient(
+        tiny_prior):
+    """With ``reference_name`` the guarded step's total has the gradient of the pixel loss plus the projected terms,
+    as when the caller adds the pixel loss itself, at two restorer backward passes instead of three."""
+    gradients, passes = {}, {}
+    for carry in (False, True):
+        loss = DiffLoss(prior=tiny_prior, strength={'eps': 2.0}, strength_iters=2, start_iter=0, seed=0)
+        net, lq, gt = restorer_and_batch()
+        counter = BackwardCounter(net)
+        parameters = list(net.parameters())
+        for iteration in (1, 2, 3):
+            output = net(lq)
+            pixel = F.l1_loss(output, gt)
+            counter.count = 0
+            terms = loss.terms(output, gt, iteration, reference=pixel, parameters=parameters,
+                               reference_name='l_pix' if carry else None)
+            if carry:
+                assert list(terms)[0] == 'l_pix' and terms['l_pix'].item() == pixel.item()
+                total = sum(terms.values())
+            else:
+                assert 'l_pix' not in terms
+                total = pixel + sum(terms.values())
+            gradients[carry] = torch.cat([grad.flatten() for grad in torch.autograd.grad(total, parameters)])
+            passes[carry] = counter.count
+    assert torch.allclose(gradients[True], gradients[False], rtol=1e-5, atol=1e-7)
+    assert passes == {False: 3, True: 2}
+
+
+def train_with(losses, steps, seed=0):
+    """A conv restorer trained by Adam (lr 1e-2) to brighten random images by 1.3, its loss the sum of
+    ``losses(output, gt, l1, iteration, parameters)`` (a dict); returns the L1 of each step."""
     net, _, _ = restorer_and_batch(seed)
     parameters = list(net.parameters())
     optimizer = torch.optim.Adam(parameters, lr=1e-2)
@@ -138,13 +177,23 @@ def hostile_training(guard, steps=150, seed=0):
         gt = (lq * 1.3).clamp(0, 1)
         output = net(lq)
         pixel = F.l1_loss(output, gt)
+        optimizer.zero_grad()
+        sum(losses(output, gt, pixel, iteration, parameters).values()).backward()
+        optimizer.step()
+        pixels.append(pixel.item())
+    return pixels
+
+
+def hostile_training(guard, steps=150, seed=0):
+    """L1 plus a term 20x its size that pulls the output away from the GT (through ``guard`` unless it is None);
+    returns the L1 at the start and at the end."""
+    def losses(output, gt, pixel, iteration, parameters):
         terms = {'l_diff_eps': -20.0 * F.mse_loss(output, gt.flip(-1))}
         if guard is not None:
             terms = guard.project(pixel, terms, parameters, iteration)
-        optimizer.zero_grad()
-        (pixel + sum(terms.values())).backward()
-        optimizer.step()
-        pixels.append(pixel.item())
+        return dict(terms, l_pix=pixel)
+
+    pixels = train_with(losses, steps, seed)
     return pixels[0], sum(pixels[-10:]) / 10
 
 

@@ -305,6 +305,17 @@ def test_auto_dtype_follows_native_bf16_and_is_applied_at_the_first_call(images,
     assert prior.memory_format == torch.contiguous_format
 
 
+@pytest.mark.parametrize('capability, expected', [((7, 0), torch.float32), ((7, 5), torch.float32),
+                                                  ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)])
+def test_auto_dtype_on_cuda_is_bf16_only_from_compute_capability_8(monkeypatch, capability, expected):
+    """Before Ampere (V100 7.0, T4 7.5) torch.cuda.is_bf16_supported() says yes for emulated bf16, which is slow."""
+    monkeypatch.setattr(diffusion_prior_arch, 'native_bf16', native_bf16)  # undo conftest's choice for this test
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda *args, **kwargs: True)
+    monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda device=None: capability)
+    assert diffusion_prior_arch.resolve_dtype('auto', torch.device('cuda')) == expected
+    assert diffusion_prior_arch.resolve_dtype('fp32', torch.device('cuda')) == torch.float32
+
+
 @pytest.mark.parametrize('options, message', [
     (dict(dtype='bf16'), r"DiffLoss options \['dtype'\] choose how the prior runs .*prior: \{type: DiffusionPrior, "
      r"pretrained: \.\.\., dtype: bf16\}"),

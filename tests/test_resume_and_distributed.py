@@ -37,6 +37,9 @@ def tiny_options(root, name, diffusion=True, deterministic_data=False, batch=2, 
     opt['train']['total_iter'] = 4
     opt['logger'].update(print_freq=1, save_checkpoint_freq=2)
     if diffusion:
+        # the stopped run ends early through total_iter, which would move start_iter auto's join (tests/
+        # test_backoff_and_start.py resumes auto exactly)
+        diffusion_options.setdefault('start_iter', 0)
         if 'strength' in diffusion_options:  # the weights come from the strength, not from the demo's absolute ones
             for option in ('eps_weight', 'h_weight'):
                 opt['train']['diffusion_opt'].pop(option, None)

@@ -9,6 +9,8 @@ import torch
 from basicsr.archs import build_network
 from basicsr_diffloss.priors import DiffusionPrior
 from conftest import TINY_UNET, load_options, run_module, tiny_demo_run, write_options
+from test_conflict_guard import basicsr_log  # noqa: F401  (a fixture: the messages of BasicSR's logger)
+from test_user_errors import start
 
 TINY_EDSR = dict(num_feat=8, num_block=1)
 
@@ -86,3 +88,22 @@ def test_prior_option_file_trains_and_exports_a_loadable_prior(tmp_path, tiny_de
         assert prior.num_train_timesteps == opt['noise_schedule']['num_train_timesteps']
     for name, value in prior.unet.state_dict().items():
         assert torch.equal(value, ema[name]), name
+
+
+def test_training_reaches_total_iter_when_the_loader_drops_an_incomplete_batch(tmp_path, basicsr_log):
+    """3 images in batches of 2: BasicSR counts 2 batches an epoch, the loader (drop_last) yields 1, and BasicSR's
+    epoch count used to end the run at iteration 7 of 12. A resume continues with the corrected count."""
+    opt = tiny_demo_run(tmp_path, val_size=64)
+    del opt['train']['diffusion_opt'], opt['val']
+    opt['datasets']['train']['dataset_enlarge_ratio'] = 1
+    opt['train']['total_iter'] = 12
+    opt['logger'].update(print_freq=1, save_checkpoint_freq=4)
+    start(tmp_path, opt, name='drop_last')
+    states = tmp_path / 'experiments' / 'drop_last' / 'training_states'
+    assert torch.load(states / '12.state', weights_only=False)['iter'] == 12
+    corrected, = [message for message in basicsr_log if message.startswith('Training statistics corrected')]
+    print('\n' + corrected)
+    assert corrected.endswith('iter number per epoch: 1, not 2; total epochs: 12, not 6; iters: 12.')
+    start(tmp_path, opt, '--auto_resume', '--force_yml', 'train:total_iter=16', name='drop_last')
+    assert 'Resume: epoch 11 continues after its first 1 batches.' in basicsr_log
+    assert torch.load(states / '16.state', weights_only=False)['iter'] == 16

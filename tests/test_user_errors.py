@@ -14,11 +14,13 @@ import pytest
 import torch
 
 import basicsr.train
+from basicsr.models import build_model
 from basicsr_diffloss.commands import convert_adm, inspect_prior
 from basicsr_diffloss.options import UserError
 from basicsr_diffloss.priors import DiffusionPrior
 from conftest import TINY_UNET, run_in, run_module, tiny_demo_run, write_options
 from test_guided_diffusion import CONFIGS, random_reference, save_checkpoint
+from test_models import batch, model_options
 
 
 @pytest.fixture(scope='module')
@@ -214,6 +216,15 @@ def test_a_scale_mismatch_names_the_pair(workspace):
     assert f"but LQ '{lq}' is 12x10, which at scale 4 needs a GT of 48x40" in message
 
 
+def test_a_batch_larger_than_the_training_set_is_refused(workspace):
+    root, opt = workspace
+    opt = edited(opt, lambda opt: opt['datasets'].update(
+        train=dict(opt['datasets']['train'], dataset_enlarge_ratio=1, batch_size_per_gpu=4)))
+    message = refused(root, opt)
+    assert message.startswith('datasets.train.batch_size_per_gpu: 4 is more than the 3 training images')
+    assert 'set batch_size_per_gpu to 3 or less' in message
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The commands' arguments
 
@@ -307,3 +318,21 @@ def test_fp16_on_the_cpu_warns(warnings_logged):
     warning, = [message for message in warnings_logged() if "'dtype'" in message]
     print('\n' + warning)
     assert 'fp16 on the CPU' in warning and 'fp32' in warning
+
+
+def test_loss_weight_zero_warns_that_the_term_is_off_and_the_prior_never_runs(tmp_path, warnings_logged,
+                                                                             monkeypatch):
+    opt = model_options(tmp_path, 'SRModel')
+    opt['train'].update(total_iter=1)  # every training option file has it; DiffLoss reads it
+    opt['train']['diffusion_opt']['loss_weight'] = 0
+    model = build_model(opt)
+    warning, = [message for message in warnings_logged() if 'loss_weight' in message]
+    print('\n' + warning)
+    assert warning == ('train.diffusion_opt.loss_weight: 0 turns the term off: every diffusion term is 0 and the prior '
+                       'never runs, so the run trains with the pixel loss alone; remove train.diffusion_opt for a run '
+                       'without the term, or set loss_weight > 0.')
+    monkeypatch.setattr(model.cri_diff.prior, 'forward', lambda *args, **kwargs: pytest.fail('the prior ran'))
+    model.feed_data(batch())
+    model.optimize_parameters(1)
+    assert 'l_pix' in model.get_current_log() and 'l_diff_eps' not in model.get_current_log()
+

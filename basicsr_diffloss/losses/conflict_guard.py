@@ -31,6 +31,12 @@ class ConflictGuard:
     free where it agrees and clipped where it opposes still accumulates in the momentum on weights where the pixel
     loss's gradient changes sign from batch to batch.
 
+    Cost: two backward passes of the restorer per step where the term applies (the pixel loss's gradient and the
+    terms'), none of the prior; with ``carry_reference`` the training step's own backward pass then reaches only the
+    weights, so the guard adds one restorer backward pass to an unguarded step. Memory: the two momenta and the two
+    flattened gradients, each the size of the restorer's trainable parameters; under DDP one all-reduce of both
+    gradients per step.
+
     Each step it logs ``conflict_diff``: the share of the pixel loss's first-order descent the terms' raw gradient
     takes back, ``-<g_pix, g> / ||g_pix||^2`` (0: none, 1: the pixel loss stops falling, below 0: they help);
     ``cos_diff``: the cosine of the two gradients; ``kept_diff``: the projection of the gradient handed on onto the
@@ -51,41 +57,50 @@ class ConflictGuard:
         self.last = {}  # the last step's logged values
         self.warned_at = None
 
-    def project(self, reference, terms, parameters, current_iter):
+    def project(self, reference, terms, parameters, current_iter, carry_reference=False):
         """``terms`` (name -> weighted diffusion term with its graph) with their gradient on ``parameters``
         projected against ``reference`` (the pixel loss). Returns the terms with their values; the first carries the
         projected gradient of them all on ``parameters`` and none reaches anything else (their graphs are
-        replaced). On a step the schedule skips, call it with ``terms={}``: the momenta still move. Every DDP rank
-        calls it at the same steps (``reference=None`` where a rank has no pixel loss to give)."""
-        pixel = _gradient(reference, parameters) if reference is not None else None
-        raw = _gradient(sum(terms.values()), parameters) if pixel is not None and terms else None
+        replaced). With ``carry_reference`` it also carries the reference's own gradient, which the guard computed
+        anyway: the caller then adds ``reference.detach()``, and the restorer is differentiated twice in all (the
+        reference, the terms) instead of three times. Call it on the steps the terms apply; a step that skips them
+        costs nothing and leaves the momenta as they are. Under DDP every rank calls it at the same steps: a rank that
+        skips the terms where others apply them (``probability`` draws per rank) calls it with ``terms={}``, and
+        adds zeros to the average."""
+        pixel = raw = None
+        if reference is not None and terms:
+            pixel, raw = _gradient(reference, parameters), _gradient(sum(terms.values()), parameters)
         pixel, raw = _averaged_over_ranks(pixel, raw, parameters)
-        if pixel is None:
+        if pixel is None or raw is None:
             return dict(terms)
         if self.pixel_momentum is None:
             self.pixel_momentum, self.term_momentum = torch.zeros_like(pixel), torch.zeros_like(pixel)
+        # in place where it can be: these vectors are the size of the restorer
         self.pixel_momentum.mul_(BETA).add_(pixel, alpha=1 - BETA)
-        term = raw if raw is not None else torch.zeros_like(pixel)
-        momentum = BETA * self.term_momentum + (1 - BETA) * term
+        momentum = torch.add(raw, self.term_momentum, alpha=BETA / (1 - BETA)).mul_(1 - BETA)
         # where the terms' momentum opposes the pixel loss's by more than max_conflict of it, hold it at that share
-        limit = self.max_conflict * self.pixel_momentum.abs()
-        beyond = (momentum * self.pixel_momentum < 0) & (momentum.abs() > limit)
-        momentum = torch.where(beyond, -self.max_conflict * self.pixel_momentum, momentum)
-        projected = (momentum - BETA * self.term_momentum) / (1 - BETA)
+        opposed = torch.mul(momentum, self.pixel_momentum) < 0
+        if self.max_conflict:
+            opposed &= momentum.abs() > self.max_conflict * self.pixel_momentum.abs()
+            momentum = torch.where(opposed, -self.max_conflict * self.pixel_momentum, momentum)
+        else:
+            momentum.masked_fill_(opposed, 0)
+        projected = torch.sub(momentum, self.term_momentum, alpha=BETA).div_(1 - BETA)
         self.term_momentum = momentum
-        if raw is None:
-            return {}
         self._log(pixel, raw, projected, current_iter)
-        surrogate = sum((param * part.view_as(param).to(param.dtype)).sum()
-                        for param, part in zip(parameters, torch.split(projected, [p.numel() for p in parameters])))
+        if not terms:
+            return {}
+        handed = projected.add_(pixel) if carry_reference else projected
+        gradients = [part.view_as(param).to(param.dtype)
+                     for param, part in zip(parameters, torch.split(handed, [p.numel() for p in parameters]))]
         first = next(iter(terms))
-        return {name: term.detach() + (surrogate - surrogate.detach() if name == first else 0)
+        return {name: term.detach() + (HandOn.apply(gradients, *parameters) if name == first else 0)
                 for name, term in terms.items()}
 
     def _log(self, pixel, raw, projected, current_iter):
-        pixel_sq, raw_sq = pixel.square().sum().item(), raw.square().sum().item()
-        opposing = -(pixel * raw).sum().item()
-        self.kept.append((projected * raw).sum().item() / raw_sq if raw_sq else 1.0)
+        pixel_sq, raw_sq, opposing, kept = torch.stack([
+            torch.dot(pixel, pixel), torch.dot(raw, raw), -torch.dot(pixel, raw), torch.dot(projected, raw)]).tolist()
+        self.kept.append(kept / raw_sq if raw_sq else 1.0)
         self.last = dict(conflict_diff=opposing / pixel_sq if pixel_sq else 0.0,
                          cos_diff=-opposing / (pixel_sq * raw_sq)**0.5 if pixel_sq and raw_sq else 0.0,
                          kept_diff=self.kept[-1])
@@ -110,6 +125,21 @@ class ConflictGuard:
         self.pixel_momentum, self.term_momentum = state['pixel_momentum'], state['term_momentum']
         self.kept = deque(state['kept'], maxlen=WINDOW)
         self.last, self.warned_at = dict(state['last']), state['warned_at']
+
+
+class HandOn(torch.autograd.Function):
+    """A zero whose gradient on ``parameters`` is ``gradients`` (times the gradient it receives): hands a gradient
+    computed beforehand to the training step's backward pass, which then reaches the weights without running through
+    the restorer."""
+
+    @staticmethod
+    def forward(ctx, gradients, *parameters):
+        ctx.gradients = gradients
+        return parameters[0].new_zeros(())
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return (None, *(gradient * grad_output for gradient in ctx.gradients))
 
 
 def _gradient(value, parameters):

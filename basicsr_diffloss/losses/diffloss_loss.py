@@ -14,6 +14,7 @@ from torch import nn
 from ..options import OptionError, choice, flag, number, number_or_range, option_error
 from ..priors import EXECUTION_OPTIONS  # how the prior runs is the prior's business: they moved from DiffLoss to it
 from .application_schedule import ApplicationSchedule
+from .backoff import Backoff
 from .conflict_guard import ConflictGuard
 from .method_presets import PRESETS, resolve_method
 from .relative_strength import RelativeStrength
@@ -44,18 +45,20 @@ class DiffLoss(nn.Module):
     restorer is option ``gradient``: by default (``score_difference``) both branches run in one call without a graph
     and the eps term's gradient on the restored image is the difference of the two predictions; with ``backprop``
     (the paper's) it flows *through* the UNet (the authors' released code lost it under ``torch.no_grad()``).
-    Either way a conflict guard keeps the term from pulling any of the restorer's weights against the pixel loss
-    (``max_conflict``).
+    The pixel loss leads: by default the term joins after 40% of the run (``start_iter: auto``), a conflict guard
+    keeps it from pulling any of the restorer's weights against the pixel loss (``max_conflict``), and it backs off
+    if the pixel loss rises after it joined (``backoff_margin``).
 
     Args:
         prior (dict | nn.Module): DiffusionPrior options, e.g. ``{type: DiffusionPrior, pretrained: DIR}``, or a
             built prior (to share one between losses).
         preset (str): where ``eps_weight``, ``h_weight``, ``t_range``, ``space``, ``gradient``, ``t_weighting``,
-            ``strength`` and ``max_conflict`` come from when not given. ``default`` (the eps weight from
-            ``strength: {eps: 2.0}`` under the guard's ``max_conflict: 0``, h 0, [200, 800], eps, score_difference,
-            uniform: the study's choice across x4 SR, denoising and low light, docs/study.md); ``backprop`` (the same
-            with the paper's gradient through the UNet, ``strength: {eps: 1.0}``); ``paper`` (1e-3, 1e-6, the whole
-            schedule, eps, backprop, uniform, absolute weights, no guard: the method as published). A term is relative or
+            ``strength``, ``max_conflict``, ``start_iter`` and ``backoff_margin`` come from when not given.
+            ``default`` (the eps weight from ``strength: {eps: 2.0}`` under the guard's ``max_conflict: 0``, h 0,
+            [200, 800], eps, score_difference, uniform, joining at ``start_iter: auto`` with ``backoff_margin:
+            0.1``: docs/study.md); ``backprop`` (the same with the paper's gradient through the UNet,
+            ``strength: {eps: 1.0}``); ``paper`` (1e-3, 1e-6, the whole schedule, eps, backprop, uniform, absolute
+            weights, no guard, from the first iteration, no back-off: the method as published). A term is relative or
             absolute, never both (losses/method_presets.py): one named in ``strength`` is relative, one given
             ``eps_weight``/``h_weight`` absolute, any other keeps the preset's rule, so ``strength: {h: 0.25}`` keeps
             the default's relative eps term and ``eps_weight: 3.5`` makes eps absolute. The start-up log says in one
@@ -63,10 +66,12 @@ class DiffLoss(nn.Module):
         loss_weight (float): multiplies every term. Default: 1.0.
         eps_weight (float): weight of ``mean((eps(y_t) - eps(x_t))^2)``. Default: the preset's (for ``default`` and
             ``backprop``: set by their ``strength``).
-        h_weight (float): weight of ``mean((h(y_t) - h(x_t))^2)``. Default: the preset's.
+        h_weight (float): weight of the "semantic" term, which compares the UNet's middle-block features of the two
+            noised images, ``mean((h(y_t) - h(x_t))^2)``; 0 turns it off. Default: the preset's.
         t_range (list[int]): ``[low, high]``, both inclusive; t is drawn uniformly from it, one per image and draw.
             Default: the preset's.
-        num_samples (int): noise and timestep draws per image, averaged. Default: 1.
+        num_samples (int): how many times each image is noised and judged per step (each with its own t and noise),
+            averaged: less noisy, proportionally slower. Default: 1.
         crop_size (int | None): compare the same random ``crop_size`` square of both images (clipped to the image);
             must be a multiple of the prior's size factor (2^(levels-1)). Default: None, the whole image. Images whose
             sides are not multiples of the factor are cropped down to the nearest multiple (padded up if smaller).
@@ -84,23 +89,25 @@ class DiffLoss(nn.Module):
             uninterrupted one would.
 
     What is compared, and how the gradient is formed (docs/method.md):
-        space (str): the space of the prediction term (weight ``eps_weight``): ``eps``, the predicted noise (paper;
-            logged as ``l_diff_eps``), or ``x0``, the clean images implied by it, ``(x_t - sqrt(1 - abar) eps) /
-            sqrt(abar)`` (logged as ``l_diff_x0``; its gradient scale does not grow at small t). Default: the
+        space (str): what the main term compares: the noise the UNet predicts in both images (``eps``, the paper's;
+            logged as ``l_diff_eps``) or the clean images those predictions imply (``x0``, ``(x_t - sqrt(1 - abar)
+            eps) / sqrt(abar)``, logged as ``l_diff_x0``; its gradient scale does not grow at small t). Default: the
             preset's (``eps``).
-        gradient (str): ``backprop``: through the UNet into the restored image (paper). ``score_difference``: no UNet
-            Jacobian for the prediction term; both branches run in one batched call without a graph and the gradient
-            with respect to the restored image (in the prior's [-1, 1]) is ``2 w (a(y_t) - a(x_t)) / N`` with ``a``
-            the compared quantity (eps or x0); the logged value is the same MSE. The h term, when weighted,
-            back-propagates through the UNet's encoder only (the decoder never runs for it).
+        gradient (str): how the main term's gradient reaches the restorer: ``backprop`` back-propagates through the
+            UNet into the restored image (the paper's; costly); ``score_difference`` skips the UNet's Jacobian: both
+            images run in one batched call without a graph, and the gradient on the restored image (in the prior's
+            [-1, 1]) is ``2 w (a(y_t) - a(x_t)) / N`` with ``a`` the compared quantity (eps or x0); the logged value
+            is the same MSE. (``preset: backprop`` is the default preset with ``gradient: backprop``.) The h term,
+            when weighted, back-propagates through the UNet's encoder only (the decoder never runs for it).
             Default: the preset's (``score_difference``; the paper's is ``backprop``).
         t_weighting (str): weight of each image's term by its timestep: ``uniform`` or ``snr``,
             ``w(t) = 1 / (1 + SNR(t)) = 1 - abar_t`` normalised to mean 1 over ``t_range``, which evens out the
             term's gradient scale across t (eps differences grow like sqrt(SNR) at small t). Default: the preset's
             (``uniform``).
-        augment (bool): apply the same random horizontal/vertical flip and circular shift (by less than the
-            UNet's downsampling factor, in its input: pixels, or a latent prior's latents) to both before noising,
-            so that the restorer cannot fit patterns locked to the prior's downsampling grid. Default: false.
+        augment (bool): flip and shift both images alike, at random, before the prior sees them: the same
+            horizontal/vertical flip and a circular shift by less than the UNet's downsampling factor (in its input:
+            pixels, or a latent prior's latents), so that the restorer cannot fit patterns locked to the prior's
+            downsampling grid. Default: false.
 
     Strength relative to the pixel loss (losses/relative_strength.py):
         strength (dict | None): the weight of a term as a multiple of the pixel loss's gradient on the restored
@@ -119,20 +126,32 @@ class DiffLoss(nn.Module):
             Default: ``fixed``. Both are an error without relative weights.
 
     The conflict guard (losses/conflict_guard.py), in training, where the model passes the restorer's parameters:
-        max_conflict (float | false): on each of the restorer's weights, the largest share of the pixel loss's
-            momentum (the running mean of its gradient, Adam's first moment, decay 0.9) that the diffusion terms'
-            momentum may oppose; where it would oppose more, the terms hand the optimizer the gradient that holds it
-            at that share (0: never opposed; 1: a weight may stop). Where they agree with the pixel loss they pass
-            unchanged. Every step; it costs two backward passes of the restorer (the pixel loss, the terms), none of
-            the prior. ``conflict_diff`` (the share of the pixel loss's first-order descent the raw terms take back),
-            ``cos_diff`` (the cosine of the two gradients on the weights) and ``kept_diff`` (the projection of the
-            gradient handed on onto the raw one) are logged with every printed line; a warning names the options to
-            change when ``kept_diff`` averages below 0.5 over 100 steps. ``false`` turns the guard off. Default: the
-            preset's (0; ``paper``: false).
+        max_conflict (float | false): how far the term may pull any of the restorer's weights against the pixel
+            loss: 0 never, 1 up to stopping it, false without limit (no guard). Precisely: on each weight, the largest
+            share of the pixel loss's momentum (the running mean of its gradient, Adam's first moment, decay 0.9)
+            that the diffusion terms' momentum may oppose; where it would oppose more, the terms hand the optimizer
+            the gradient that holds it at that share. Where they agree with the pixel loss they pass unchanged. It
+            runs on the steps the term applies and costs one backward pass of the restorer more than an unguarded
+            step (the pixel loss's gradient and the terms' are taken apart), none of the prior, and memory for two
+            momenta and two flattened gradients the size of the restorer's trainable parameters (under DDP, one
+            all-reduce of both gradients per step). ``conflict_diff`` (the share of the pixel loss's first-order
+            descent the raw terms take back), ``cos_diff`` (the cosine of the two gradients on the weights) and
+            ``kept_diff`` (the projection of the gradient handed on onto the raw one) are logged on the steps the
+            term applies; a warning names the options to change when ``kept_diff`` averages below 0.5 over 100
+            steps. Default: the preset's (0; ``paper``: false).
 
-    When the term is applied (ApplicationSchedule): ``start_iter`` (0), ``warmup_iters`` (0), ``every`` (1) and
-    ``probability`` (1.0); skipped iterations cost nothing and log no diffusion term. The iteration comes from the
-    model (``terms(..., current_iter)``); without it the loss counts its own calls.
+    When the term is applied (ApplicationSchedule): ``start_iter`` (the preset's: ``auto``, 40% of the run),
+    ``warmup_iters`` (0), ``every`` (1) and ``probability`` (1.0); skipped iterations run neither the prior nor the
+    guard and log no diffusion term. The iteration comes from the model (``terms(..., current_iter)``); without it
+    the loss counts its own calls.
+
+    The back-off (losses/backoff.py), in training: once the term has joined, it watches the pixel loss (the
+    reference above), smoothed over about 50 iterations.
+        backoff_margin (float | false): how much the smoothed pixel loss may rise above its value when the term
+            joined, as a share of it, before the term backs off: after ``backoff_patience`` consecutive iterations
+            above it the term's weight halves, after as many more the term is off for the rest of the run (each with
+            a warning). ``false``: never. Default: the preset's (0.1; ``paper``: false).
+        backoff_patience (int): consecutive iterations above the margin before each back-off step. Default: 25.
 
     Speed and memory: how the prior runs (``dtype``, ``channels_last``, ``gradient_checkpointing``, ``compile``) are
     options of the prior (``prior: {type: DiffusionPrior, dtype: bf16, ...}``); given here they are an error that
@@ -140,19 +159,22 @@ class DiffLoss(nn.Module):
     middle block (encoder only: about half the cost).
 
     ``forward(pred, target)`` returns the weighted sum; ``terms(pred, target, current_iter=None, reference=None,
-    parameters=None)`` returns each weighted term (``l_diff_eps`` or ``l_diff_x0``, ``l_diff_h``) for logging; it is empty on skipped iterations.
+    parameters=None, reference_name=None)`` returns each weighted term (``l_diff_eps`` or ``l_diff_x0``,
+    ``l_diff_h``) for logging, after the reference under ``reference_name`` when given; no term on skipped
+    iterations.
     """
 
     def __init__(self, prior, preset='default', loss_weight=1.0, eps_weight=None, h_weight=None, t_range=None,
                  num_samples=1, crop_size=None, input_range=(0, 1), out_of_range='clamp', nonfinite='error',
-                 seed=None, space=None, gradient=None, t_weighting=None, augment=False, start_iter=0,
+                 seed=None, space=None, gradient=None, t_weighting=None, augment=False, start_iter=None,
                  warmup_iters=0, every=1, probability=1.0, strength=None, strength_iters=None,
-                 strength_update=None, max_conflict=None, **unknown):
+                 strength_update=None, max_conflict=None, backoff_margin=None, backoff_patience=None, **unknown):
         super().__init__()
         _refuse_unknown_options(unknown)
         method, sources = resolve_method(preset, dict(
             eps_weight=eps_weight, h_weight=h_weight, t_range=t_range, space=space, gradient=gradient,
-            t_weighting=t_weighting, strength=strength, max_conflict=max_conflict))
+            t_weighting=t_weighting, strength=strength, max_conflict=max_conflict, start_iter=start_iter,
+            backoff_margin=backoff_margin))
         self.prior = prior if isinstance(prior, nn.Module) else build_network(dict(prior))
         self.prior.check_unconditional("DiffLoss option 'prior'")
         self.loss_weight = number('DiffLoss', 'loss_weight', loss_weight, minimum=0)
@@ -191,7 +213,7 @@ class DiffLoss(nn.Module):
         self.gradient = choice('DiffLoss', 'gradient', gradient, GRADIENT_MODES)
         self.t_weighting = choice('DiffLoss', 't_weighting', t_weighting, T_WEIGHTINGS)
         self.augment = flag('DiffLoss', 'augment', augment)
-        self.schedule = ApplicationSchedule(start_iter, warmup_iters, every, probability)
+        self.schedule = ApplicationSchedule(method['start_iter'], warmup_iters, every, probability)
         self._calls = 0
         self.seed = torch.initial_seed() if seed is None else number('DiffLoss', 'seed', seed, minimum=0, integer=True)
         self._generator = None
@@ -199,6 +221,14 @@ class DiffLoss(nn.Module):
         if method['max_conflict'] is not False:
             self.guard = ConflictGuard(number('DiffLoss', 'max_conflict', method['max_conflict'], minimum=0,
                                               maximum=1))
+        self.backoff = None
+        if method['backoff_margin'] is not False:
+            self.backoff = Backoff(number('DiffLoss', 'backoff_margin', method['backoff_margin'], minimum=0),
+                                   number('DiffLoss', 'backoff_patience', 25 if backoff_patience is None else
+                                          backoff_patience, minimum=1, integer=True))
+        elif backoff_patience is not None:
+            raise OptionError("DiffLoss option 'backoff_patience' takes effect only with the back-off on: give "
+                              "'backoff_margin' (e.g. 0.1) or remove 'backoff_patience'.")
         get_root_logger().info(f'DiffLoss method: {self.describe(sources)}')
 
     def describe(self, sources):
@@ -217,9 +247,21 @@ class DiffLoss(nn.Module):
                 rules.append(f'{name} off{source(key)}')
         guard = ('no conflict guard (max_conflict false)' if self.guard is None else
                  f'max_conflict {self.guard.max_conflict:g}{source("max_conflict")}')
+        start = ('start_iter auto (40% of train.total_iter)' if self.schedule.auto else
+                 f'start_iter {self.schedule.start_iter}')
+        backoff = ('no back-off (backoff_margin false)' if self.backoff is None else
+                   f'backoff_margin {self.backoff.margin:g}{source("backoff_margin")}, backoff_patience '
+                   f'{self.backoff.patience}')
         return (f'gradient {self.gradient}{source("gradient")}, space {self.space}{source("space")}, t_range '
                 f'{list(self.t_range)}{source("t_range")}, t_weighting {self.t_weighting}{source("t_weighting")}; '
-                f'{"; ".join(rules)}; {guard}; loss_weight {self.loss_weight:g}.')
+                f'{"; ".join(rules)}; {guard}; {start}{source("start_iter")}; {backoff}; '
+                f'loss_weight {self.loss_weight:g}.')
+
+    def set_training_length(self, total_iter):
+        """The run's length (``train.total_iter``; the model calls this at start-up), which ``start_iter: auto``
+        needs."""
+        self.schedule.set_training_length(total_iter)
+        get_root_logger().info(f'DiffLoss schedule: {self.schedule.describe()}.')
 
     def _timestep_range(self, t_range):
         """``t_range`` (None: the whole schedule) as a checked ``(low, high)``."""
@@ -264,6 +306,25 @@ class DiffLoss(nn.Module):
 
     def set_rng_state(self, state):
         self._rng().set_state(state.cpu())
+
+    def training_state(self):
+        """What a resumed run needs besides the weights, for training states: this rank's generator state, and the
+        strength weights, guard momenta and back-off state, which are the same on every DDP rank (measured on
+        gradients and losses averaged over the ranks)."""
+        return {'diffloss': self.rng_state(),
+                'diffloss_strength': self.strength.state_dict() if self.strength is not None else None,
+                'diffloss_guard': self.guard.state_dict() if self.guard is not None else None,
+                'diffloss_backoff': self.backoff.state_dict() if self.backoff is not None else None}
+
+    def load_training_state(self, state, random_state=True):
+        """Restores ``training_state()``'s; ``random_state=False`` leaves the generator alone (a resume on another
+        number of processes, where rank r's generator has no counterpart). States of older versions lack parts."""
+        if random_state and state.get('diffloss') is not None:
+            self.set_rng_state(state['diffloss'])
+        for part, key in ((self.strength, 'diffloss_strength'), (self.guard, 'diffloss_guard'),
+                          (self.backoff, 'diffloss_backoff')):
+            if part is not None and state.get(key):
+                part.load_state_dict(state[key])
 
     def _check_finite(self, pred, target):
         flags = torch.stack([torch.isfinite(pred).all(), torch.isfinite(target).all()]).int()
@@ -344,31 +405,40 @@ class DiffLoss(nn.Module):
         surrogate = (2 * weights * difference.detach() * y0).sum() / difference.numel()
         return value.detach() + surrogate - surrogate.detach()
 
-    def terms(self, pred, target, current_iter=None, reference=None, parameters=None):
+    def terms(self, pred, target, current_iter=None, reference=None, parameters=None, reference_name=None):
         """Each weighted diffusion term, as an OrderedDict of scalar tensors (only the terms with weight > 0; none on
         the iterations the schedule skips). ``current_iter``: the training iteration (1-based), for the schedule.
-        ``reference``: the model's pixel loss on ``pred``, the reference of option ``strength`` and of the conflict
-        guard (default: L1). ``parameters``: the restorer's trainable parameters, on which the guard projects the
-        terms' gradient (without them it does nothing)."""
+        ``reference``: the model's pixel loss on ``pred``, the reference of option ``strength``, of the conflict
+        guard and of the back-off (default: L1). ``parameters``: the restorer's trainable parameters, on which the
+        guard projects the terms' gradient (without them it does nothing). ``reference_name``: the dict then starts
+        with ``reference`` under this name, and the sum of the values has the gradient of the reference and the
+        terms together; under the guard the restorer is then differentiated twice per step, not three times."""
         if pred.shape != target.shape:
             raise ValueError(f'DiffLoss: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape.')
         self._check_finite(pred, target)
         self._check_input_range(target)
         self._calls += 1
+        given = OrderedDict() if reference_name is None or reference is None else OrderedDict(
+            [(reference_name, reference)])
         if not self.loss_weight:  # every term is 0: the prior is not run (the model warns at start-up)
-            return OrderedDict()
-        scale = self.schedule.scale(self._calls if current_iter is None else current_iter, self._rng())
-        measuring = self.strength is not None and self.strength.measuring
+            return given
+        iteration = self._calls if current_iter is None else current_iter
+        scale = self.schedule.scale(iteration, self._rng())
         live = torch.is_grad_enabled() and pred.requires_grad
+        if live and self.backoff is not None:
+            pixel = reference if reference is not None else F.l1_loss(pred.detach(), target)
+            scale *= self.backoff.observe(pixel, iteration >= self.schedule.start_iter, current_iter)
+        measuring = self.strength is not None and self.strength.measuring
         guarding = self.guard is not None and parameters is not None and live
+        carry = guarding and bool(given)
         if live and reference is None and (measuring or guarding):
             reference = F.l1_loss(pred, target)
         if not scale:  # every rank takes part in the all-reduced measurements, also one that skips the term
             if measuring:
                 self.strength.measure(None, None, pred)
-            if guarding:
-                self.guard.project(reference, {}, parameters, current_iter)  # the momenta move on skipped steps too
-            return OrderedDict()
+            if guarding and self.schedule.probability < 1:  # other DDP ranks may apply the term at this step
+                self.guard.project(None, {}, parameters, current_iter)
+            return given
         output = pred
         pred, target = self.prior.fit_size([self._within_range(pred, 'pred'),
                                             self._within_range(target.detach(), 'target')], self.crop_size,
@@ -416,8 +486,11 @@ class DiffLoss(nn.Module):
         weighted = OrderedDict((name, self.loss_weight * term_weights[name] * scale * distance)
                                for name, distance in distances.items())
         if guarding:
-            weighted = OrderedDict(self.guard.project(reference, weighted, parameters, current_iter))
-        return weighted
+            weighted = self.guard.project(reference, weighted, parameters, current_iter, carry_reference=carry)
+        if carry:  # the first term carries the reference's gradient
+            given[reference_name] = reference.detach()
+        given.update(weighted)
+        return given
 
     def forward(self, pred, target):
         terms = self.terms(pred, target)

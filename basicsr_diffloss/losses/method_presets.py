@@ -3,16 +3,18 @@ from ..options import OptionError, choice
 
 # The method options a preset fills in when they are not given. t_range None: the whole schedule; strength: the terms
 # whose weights are multiples of the pixel loss's gradient, measured in training; max_conflict: the share of the pixel
-# loss's pull on each of the restorer's weights the terms may cancel (losses/conflict_guard.py; False: no guard).
+# loss's pull on each of the restorer's weights the terms may cancel (losses/conflict_guard.py; False: no guard);
+# start_iter: when the term joins ('auto': after a share of the run, losses/application_schedule.py); backoff_margin:
+# the rise of the pixel loss after the join that backs the term off (losses/backoff.py; False: never).
 # 'default' is the choice of docs/study.md across x4 SR, denoising and low light; 'backprop' the same with the paper's
 # gradient through the UNet at 1x; 'paper' the authors' setting (their released code ran both UNet calls under
 # torch.no_grad(), so these weights never sent a gradient and nobody tuned them).
 METHOD_OPTIONS = ('eps_weight', 'h_weight', 't_range', 'space', 'gradient', 't_weighting', 'strength',
-                  'max_conflict')
+                  'max_conflict', 'start_iter', 'backoff_margin')
 PAPER = dict(eps_weight=1e-3, h_weight=1e-6, t_range=None, space='eps', gradient='backprop', t_weighting='uniform',
-             strength=None, max_conflict=False)
+             strength=None, max_conflict=False, start_iter=0, backoff_margin=False)
 DEFAULT = dict(PAPER, eps_weight=None, h_weight=0.0, t_range=(200, 800), gradient='score_difference',
-               strength=dict(eps=2.0), max_conflict=0.0)
+               strength=dict(eps=2.0), max_conflict=0.0, start_iter='auto', backoff_margin=0.1)
 PRESETS = {'default': DEFAULT, 'backprop': dict(DEFAULT, gradient='backprop', strength=dict(eps=1.0)),
            'paper': PAPER}
 TERMS = ('eps', 'h')

@@ -36,11 +36,11 @@ class PixelAndDiffusionLoss(nn.Module):
         self.current_iter = None  # set by the model before each step, for DiffLoss's application schedule
 
     def forward(self, output, gt):
-        terms = OrderedDict()
-        if self.pixel is not None:
-            terms['l_pix'] = self.pixel(output, gt)
-        terms.update(self.diffusion.terms(output, gt, self.current_iter, reference=terms.get('l_pix'),
-                                          parameters=self.parameters_judged))
+        pixel = self.pixel(output, gt) if self.pixel is not None else None
+        # the pixel term comes back first, as 'l_pix'; under the conflict guard it carries its gradient on the
+        # restorer's weights through the diffusion term, which saves a backward pass of the restorer
+        terms = self.diffusion.terms(output, gt, self.current_iter, reference=pixel, parameters=self.parameters_judged,
+                                     reference_name='l_pix')
         self.last_terms = terms
         if not terms:  # no pixel loss and an iteration the diffusion schedule skips: a zero that keeps the graph
             self.last_total = output.sum() * 0
@@ -85,7 +85,9 @@ class DiffusionConstraintMixin:
 
     Logging: the model logs what ``cri_pix`` returned under its own key (``l_pix`` for SRModel, ``l_g_pix`` for the
     GAN models); that entry is found by identity when the model reduces its loss dict and replaced, in place, by the
-    pixel term under the same key followed by ``l_diff_eps``, ``l_diff_h`` (the entries DiffLoss computed).
+    pixel term under the same key followed by ``l_diff_eps`` (``l_diff_x0`` with ``space: x0``) and ``l_diff_h`` (the
+    entries DiffLoss computed), then the conflict guard's ``conflict_diff``, ``cos_diff`` and ``kept_diff``; on steps
+    that skip the term none of these follow the pixel term.
     """
 
     def init_training_settings(self):
@@ -103,6 +105,8 @@ class DiffusionConstraintMixin:
                             'that builds cri_pix from train.pixel_opt (SRModel, ESRGANModel, SwinIRModel, '
                             'RealESRNetModel, RealESRGANModel, ...) or remove train.diffusion_opt.')
         self.cri_diff = build_loss(diffusion_opt).to(self.device)
+        if self.opt['train'].get('total_iter'):  # BasicSR's training requires it; start_iter auto reads it
+            self.cri_diff.set_training_length(self.opt['train']['total_iter'])
         self._check_diffusion_options()
         self.cri_pix = PixelAndDiffusionLoss(self.cri_pix, self.cri_diff,
                                              [param for param in self.net_g.parameters() if param.requires_grad])
@@ -128,7 +132,8 @@ class DiffusionConstraintMixin:
             terms, total = self.cri_pix.pop_terms()
             if terms:
                 loss_dict = split_pixel_entry(loss_dict, terms, total)
-            if self.cri_diff.guard is not None:  # conflict_diff, cos_diff, kept_diff of this step
+            if self.cri_diff.guard is not None and any(name.startswith('l_diff') for name in terms):
+                # conflict_diff, cos_diff, kept_diff of this step; absent on steps that skip the term
                 loss_dict.update((name, torch.tensor(value, device=self.device))
                                  for name, value in self.cri_diff.guard.last.items())
         return super().reduce_loss_dict(loss_dict)
@@ -156,7 +161,8 @@ class DiffLossSRModel(ValidationMixin, DiffusionConstraintMixin, ReliableTrainin
 
     Options are SRModel's, plus ``train.diffusion_opt``: a DiffLoss option dict (``type: DiffLoss``, ``prior``,
     ``eps_weight``, ``h_weight``, ...). Without it the model trains as SRModel. Logged terms: ``l_pix``,
-    ``l_percep``/``l_style`` when a perceptual loss is set, ``l_diff_eps`` and ``l_diff_h``. Checkpoints are
+    ``l_percep``/``l_style`` when a perceptual loss is set, ``l_diff_eps`` (or ``l_diff_x0``), ``l_diff_h`` and the
+    guard's ``conflict_diff``, ``cos_diff``, ``kept_diff`` (DiffusionConstraintMixin). Checkpoints are
     atomic and resumes exact (ReliableTrainingMixin).
 
     Validation (ValidationMixin): ``val.metrics`` is checked when the model is built (missing LPIPS/DISTS weights

@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 from basicsr.utils import check_resume, get_root_logger, scandir
 
-from ..compat import resume_device
+from ..compat import resume_device, train_epochs
 from ..options import OptionError
 
 _basicsr_create_train_val_dataloader = basicsr.train.create_train_val_dataloader
@@ -83,9 +83,7 @@ class ReliableTrainingMixin:
             'numpy': np.random.get_state(),
             'torch': torch.get_rng_state(),
             'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            'diffloss': diffloss.rng_state() if diffloss is not None else None,
-            'diffloss_strength': diffloss.strength.state_dict() if diffloss is not None and diffloss.strength else None,
-            'diffloss_guard': diffloss.guard.state_dict() if diffloss is not None and diffloss.guard else None,
+            **(diffloss.training_state() if diffloss is not None else {}),
         }
 
     def save_training_state(self, epoch, current_iter):
@@ -113,10 +111,16 @@ class ReliableTrainingMixin:
         states = resume_state.get('rng_states')
         if not states:  # a state written by plain BasicSR
             return
+        diffloss = getattr(self, 'cri_diff', None)
         if len(states) != self.opt['world_size']:
-            get_root_logger().warning(f"Resume: the state was saved by {len(states)} processes and this run has "
-                                      f"{self.opt['world_size']}: random states are not restored, so the run goes on "
-                                      'correctly but does not repeat the draws of an uninterrupted run.')
+            # DiffLoss's strength weights, guard momenta and back-off state are the same on every rank: carried over
+            if diffloss is not None:
+                diffloss.load_training_state(states[0], random_state=False)
+            get_root_logger().warning(
+                f"Resume: the state was saved by {len(states)} processes and this run has {self.opt['world_size']}: "
+                'the random states (data augmentation, DiffLoss noise and timesteps) restart, so the run does not '
+                "repeat an uninterrupted run's draws; DiffLoss's strength weights, guard momenta and back-off state "
+                'are carried over.')
             return
         state = states[self.opt['rank']]
         random.setstate(state['python'])
@@ -124,13 +128,8 @@ class ReliableTrainingMixin:
         torch.set_rng_state(state['torch'].cpu())
         if state['cuda'] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
-        diffloss = getattr(self, 'cri_diff', None)
-        if diffloss is not None and state['diffloss'] is not None:
-            diffloss.set_rng_state(state['diffloss'])
-        if diffloss is not None and diffloss.strength and state.get('diffloss_strength'):
-            diffloss.strength.load_state_dict(state['diffloss_strength'])
-        if diffloss is not None and diffloss.guard and state.get('diffloss_guard'):
-            diffloss.guard.load_state_dict(state['diffloss_guard'])
+        if diffloss is not None:
+            diffloss.load_training_state(state)
 
 
 class UnreadableState(Exception):
@@ -254,16 +253,18 @@ class SkipFirstOnce:
 
 
 def create_train_val_dataloader(opt, logger):
-    """BasicSR's loaders; after a resume, the first epoch continues after the batches already trained on."""
+    """BasicSR's loaders, with as many epochs as reach ``train.total_iter`` (compat 10); after a resume, the first
+    epoch continues after the batches already trained on."""
     while _deferred_warnings:
         logger.warning(_deferred_warnings.pop(0))
-    result = _basicsr_create_train_val_dataloader(opt, logger)
-    train_loader = result[0]
-    if opt.get('resume_position') and train_loader is not None:
+    train_loader, train_sampler, val_loaders, total_epochs, total_iters = _basicsr_create_train_val_dataloader(
+        opt, logger)
+    total_epochs = train_epochs(opt, train_loader, total_epochs, logger)
+    if opt.get('resume_position'):
         epoch, current_iter = opt['resume_position']
         done = current_iter - epoch * len(train_loader)
         if done > 0:
             batch_sampler = train_loader.batch_sampler
             batch_sampler.sampler = SkipFirstOnce(batch_sampler.sampler, done * batch_sampler.batch_size)
             logger.info(f'Resume: epoch {epoch} continues after its first {done} batches.')
-    return result
+    return train_loader, train_sampler, val_loaders, total_epochs, total_iters

@@ -127,8 +127,9 @@ def build_model(opt):
     if diffusion_opt:
         model_class = with_diffloss(model_class, opt['model_type'])
         if diffusion_opt.get('loss_weight') == 0:
-            logger.warning('train.diffusion_opt.loss_weight: 0 multiplies every diffusion term by 0, yet the prior '
-                           'still runs at every step; remove train.diffusion_opt for a run without the term.')
+            logger.warning('train.diffusion_opt.loss_weight: 0 turns the term off: every diffusion term is 0 and the '
+                           'prior never runs, so the run trains with the pixel loss alone; remove '
+                           'train.diffusion_opt for a run without the term, or set loss_weight > 0.')
         if not issubclass(model_class, ValidationMixin):
             logger.warning(f"{opt['model_type']} validates with its own nondist_validation, which is kept: its "
                            'metric means are not NaN-aware and val.prior_diagnostics is not drawn.')

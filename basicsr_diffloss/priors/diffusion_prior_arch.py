@@ -32,10 +32,12 @@ DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 def native_bf16(device):
-    """Whether ``device`` multiplies bf16 natively: a CUDA GPU that supports it, or a CPU with AVX512-BF16 or AMX
-    (where the default step measured 1.5x faster in bf16 than in fp32, docs/performance.md)."""
+    """Whether ``device`` multiplies bf16 natively: a CUDA GPU of compute capability 8.0 or above (Ampere and
+    later), or a CPU with AVX512-BF16 or AMX (where the default step measured 1.5x faster in bf16 than in fp32,
+    docs/performance.md)."""
     if device.type == 'cuda':
-        return torch.cuda.is_bf16_supported()
+        # not torch.cuda.is_bf16_supported(): it also says yes on older GPUs (V100, T4) that only emulate bf16
+        return torch.cuda.get_device_capability(device) >= (8, 0)
     cpu = getattr(torch, 'cpu', None)
     return device.type == 'cpu' and any(getattr(cpu, check, lambda: False)()
                                         for check in ('_is_avx512_bf16_supported', '_is_amx_tile_supported'))
@@ -143,9 +145,10 @@ class DiffusionPrior(nn.Module):
 
     How it runs (docs/performance.md; none changes what it computes beyond rounding; applied at the first call, on
     the device the prior has moved to):
-        dtype (str): the UNet's weights and activations: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (``bf16`` where
-            the device multiplies it natively: a CUDA GPU that supports it, a CPU with AVX512-BF16 or AMX; else
-            ``fp32``). Noising, the conversions and the loss stay in float32. Default: ``auto``.
+        dtype (str): the UNet's weights and activations: ``fp32``, ``bf16``, ``fp16`` or ``auto``: ``bf16`` where
+            the device multiplies it natively (a CUDA GPU of compute capability 8.0 or above, Ampere on, not a V100
+            or T4, which only emulate it, slowly; a CPU with AVX512-BF16 or AMX), else ``fp32``. Noising, the
+            conversions and the loss stay in float32. Default: ``auto``.
         channels_last (bool | str): NHWC memory format (faster convolutions on tensor-core GPUs), or ``auto``: on
             where it was measured faster, a CPU running the prior in bf16 (oneDNN's bf16 convolutions prefer NHWC:
             the default step 1.72x an L1 step instead of 2.02x, docs/performance.md), else off. Default: ``auto``.

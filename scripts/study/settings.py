@@ -21,7 +21,7 @@ def method(**changes):
     term."""
     return dict(dict(preset='default', gradient='backprop', space='eps', t_weighting='uniform', augment=False,
                      eps_weight=1.0, h_weight=0.0, t_range=(200, 800), warmup_iters=0, strength=None,
-                     max_conflict=False), **changes)
+                     max_conflict=False, start_iter=0, backoff_margin=False), **changes)
 
 
 def relative(multiple, update='fixed', **changes):
@@ -72,6 +72,9 @@ SETTINGS = OrderedDict([
     ('strength_2_h_1_guard_0', dict(pixel='l1', extra='diffloss',
                                     diffusion=relative(2.0, max_conflict=0.0, h_weight=None,
                                                        strength=dict(eps=2.0, h=1.0)))),
+    # the default since issue 34: the same, joining after 40% of the run and backing off if the pixel loss rises
+    ('strength_2_guard_0_late', dict(pixel='l1', extra='diffloss',
+                                     diffusion=relative(2.0, max_conflict=0.0, start_iter='auto', backoff_margin=0.1))),
     # the authors' setting (DiffLoss's preset 'paper'): absolute weights, no calibration, the whole t range (t_range
     # None falls back to the preset's, so the preset is named; a test checks it equals what `preset: paper` runs)
     ('paper', dict(pixel='l1', extra='diffloss', diffusion=method(preset='paper', eps_weight=1e-3, h_weight=1e-6,
@@ -96,9 +99,10 @@ class StudyLoss:
         seed (int): DiffLoss's generator seed.
         t_range (list | None): overrides the setting's t range.
         crop_size (int | None): DiffLoss ``crop_size`` (the study uses the size the prior was trained on).
+        total_iter (int | None): the run's length, for a setting with ``start_iter: auto``.
     """
 
-    def __init__(self, setting, prior=None, seed=0, t_range=None, crop_size=None):
+    def __init__(self, setting, prior=None, seed=0, t_range=None, crop_size=None, total_iter=None):
         self.pixel = PIXEL_LOSSES[setting['pixel']]
         self.kind = setting.get('extra')
         self.ratio = setting.get('ratio')
@@ -110,6 +114,8 @@ class StudyLoss:
             if t_range is not None:
                 options['t_range'] = t_range
             self.diffloss = DiffLoss(prior=prior, seed=seed, **options)
+            if total_iter is not None:
+                self.diffloss.set_training_length(total_iter)
         self.seed = seed
 
     def _extra(self, output, gt, current_iter=None, reference=None, parameters=None):
