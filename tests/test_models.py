@@ -16,6 +16,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from basicsr_diffloss.models import DiffusionConstraintMixin, ReliableTrainingMixin
 from basicsr_diffloss.models.validation import ValidationMixin
 from conftest import TINY_UNET
+from test_conflict_guard import basicsr_log  # noqa: F401  (a fixture: the messages of BasicSR's logger)
 
 # The realesrgan package's names (scripts/install.sh installs it, the `realesrgan` extra); basicsr's *_basicsr copies
 # need nothing more.
@@ -251,3 +252,30 @@ def test_missing_vgg_weights_offline_name_the_file(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match=r"VGG weights are not at '.*missing/vgg19-dcbb9e9d.pth'") as caught:
         build_model(opt)
     print(f'\n{caught.value}')
+
+
+def test_a_resume_on_another_number_of_processes_carries_diffloss_state_over_and_says_what_restarts(
+        tmp_path, basicsr_log):
+    """DiffLoss's strength sums, guard momenta and back-off state are the same on every rank: a state saved by two
+    processes resumes them in one; only the random states restart, which one warning line says."""
+    opt = model_options(tmp_path, 'SRModel')
+    opt['train']['diffusion_opt'] = {'type': 'DiffLoss', 'prior': {'type': 'DiffusionPrior', 'unet': TINY_UNET},
+                                     'start_iter': 0, 'strength_iters': 5}
+    model = build_model(opt)
+    model.feed_data(batch())
+    for iteration in (1, 2):
+        model.optimize_parameters(iteration)
+    (tmp_path / 'states').mkdir()
+    model.save_training_state(0, 2)
+    state = torch.load(tmp_path / 'states' / '2.state', weights_only=False)
+    state['rng_states'] = state['rng_states'] * 2  # as two processes save it
+    resumed = build_model(opt)
+    resumed.resume_training(state)
+    warning = next(message for message in basicsr_log if message.startswith('Resume: the state was saved by 2'))
+    assert 'the random states' in warning and 'strength weights, guard momenta and back-off state' in warning
+    mine, theirs = resumed.cri_diff, model.cri_diff
+    assert theirs.guard.pixel_momentum is not None
+    assert torch.equal(mine.guard.pixel_momentum, theirs.guard.pixel_momentum)
+    assert torch.equal(mine.guard.term_momentum, theirs.guard.term_momentum)
+    assert mine.strength.state_dict() == theirs.strength.state_dict()
+    assert mine.backoff.state_dict() == theirs.backoff.state_dict() and theirs.backoff.smoothed is not None
