@@ -28,8 +28,9 @@ taken), so that the ratios compare times taken side by side. For each it reports
   the device (fp32 for the restorer and VGG, the variant's dtype for the prior; on CUDA fp32 is measured with TF32
   when cuDNN convolutions may use it, the fastest they can run);
 - for DiffLoss, the part it adds: ``(ms - l1 ms) / ((FLOPs - l1 FLOPs) / rate)``; the goal is at most 1.5;
-- under the table, for each restorer timed with ``default``: the mean step of a whole run under ``start_iter: auto``
-  (the pixel loss alone for the first 40% of the run, then the default), ``0.4 x L1 + 0.6 x default``, over L1;
+- under the table, for each restorer timed with ``default``: its ms over ``default+no_guard``'s (the guard's cost),
+  and the mean step of a whole run under ``start_iter: auto`` (the pixel loss alone for the first 40% of the run,
+  then the default), ``0.4 x L1 + 0.6 x default``, over L1;
 - for a latent prior, ``VAE encoder share``: the time of its VAE encoder in a step (forward and backward on the
   output, forward on the GT, timed alone in the same sweeps) over the DiffLoss part ``ms - l1 ms``.
 
@@ -587,14 +588,19 @@ def report_rows(configs, timings, flops, rates, env, encoders):
 
 
 def whole_run_lines(rows):
-    """For each restorer timed with the ``default`` variant, its mean step over a whole run with ``start_iter:
-    auto`` (L1 steps until the term joins, then default steps) over an L1 step, as markdown lines."""
+    """For each restorer timed with the ``default`` variant, its step over the ``default+no_guard`` one (the guard's
+    cost) where both ran, and its mean step over a whole run with ``start_iter: auto`` (L1 steps until the term
+    joins, then default steps) over an L1 step, as markdown lines."""
     lines = []
     for row in rows:
-        if row['variant'] == 'default' and row['x_l1'] is not None:
-            mean = AUTO_START_SHARE + (1 - AUTO_START_SHARE) * row['x_l1']
-            lines.append(f"- {row['restorer']}, {row['prior']} prior: a whole run with start_iter auto (L1 alone "
-                         f'for the first {AUTO_START_SHARE:.0%}) averages {mean:.2f}x an L1 step.')
+        if row['variant'] != 'default' or row['x_l1'] is None:
+            continue
+        unguarded = next((other for other in rows if other['variant'] == 'default+no_guard' and other['ms']
+                          and (other['restorer'], other['prior']) == (row['restorer'], row['prior'])), None)
+        guard = f"{row['ms'] / unguarded['ms']:.2f}x its step without the guard; " if unguarded else ''
+        mean = AUTO_START_SHARE + (1 - AUTO_START_SHARE) * row['x_l1']
+        lines.append(f"- {row['restorer']}, {row['prior']} prior: the default is {guard}a whole run with start_iter "
+                     f'auto (L1 alone for the first {AUTO_START_SHARE:.0%}) averages {mean:.2f}x an L1 step.')
     return '\n' + '\n'.join(lines) + '\n' if lines else ''
 
 
