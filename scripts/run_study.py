@@ -21,6 +21,8 @@ import argparse
 import json
 import math
 import os
+import re
+import sys
 import time
 from os import path as osp
 
@@ -35,6 +37,7 @@ from basicsr_diffloss.archs.nafnet_arch import NAFNet
 from basicsr_diffloss.priors import DiffusionPrior
 from basicsr_diffloss.metrics import calculate_ciede2000, calculate_gmsd, calculate_haarpsi, calculate_niqe_or_nan, lower_is_better
 from basicsr_diffloss.report.grid import choose_crops, save_grid
+from doc_sections import cpu_kind, write_doc_section
 from study.data import TASKS, Task, load_photos, save_rgb, split_photos, training_batches, validation_pairs
 from study.settings import SETTINGS, StudyLoss
 from study.statistics import metric_means, paired_difference
@@ -351,10 +354,16 @@ def write_report(args):
                 section += '\nEach task alone:\n\n' + ''.join(f'- {task}: {default_choice({task: runs})}\n'
                                                              for task, runs in runs_by_task.items())
             sections.append(section)
+    text = '\n'.join(section for section in sections if section)
     path = osp.join(args.output, 'study.md')
     with open(path, 'w') as file:
-        file.write('# DiffLoss study\n\n' + '\n'.join(section for section in sections if section))
+        file.write('# DiffLoss study\n\n' + text)
     print(f'report: {path}')
+    if args.doc:
+        header = (f"Written by `python scripts/run_study.py {' '.join(sys.argv[1:])}` on {time.strftime('%Y-%m-%d')} "
+                  f'from the runs in its output folder, trained on {cpu_kind()}.\n\n')
+        write_doc_section(args.doc, f'study:{args.section}', header + re.sub(r'^## ', '#### ', text, flags=re.M))
+        print(f'report: {args.doc}, section {args.section}')
 
 
 def main():
@@ -386,7 +395,12 @@ def main():
     parser.add_argument('--log_every', type=int, default=100)
     parser.add_argument('--output', default=osp.join('results', 'study'))
     parser.add_argument('--report_only', action='store_true', help='only write study.md from finished runs')
+    parser.add_argument('--doc', help="also write the report into this doc (docs/study.md), between its "
+                        "'<!-- study:SECTION -->' markers")
+    parser.add_argument('--section', help='with --doc: the name in its markers')
     args = parser.parse_args()
+    if bool(args.doc) != bool(args.section):
+        parser.error('--doc and --section go together')
     if not args.report_only and not args.photos:
         parser.error('--photos is required: the folder of photos the fixed split names (see scripts/study/data.py).')
     if args.split_prior and not any(SETTINGS[name].get('prior') == 'split' for name in args.settings):

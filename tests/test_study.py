@@ -60,6 +60,14 @@ def test_every_setting_builds_and_names_every_method_option(tiny_prior, name):
     assert list(terms) == (['l_pix', 'l_extra'] if 'extra' in setting else ['l_pix'])
 
 
+def test_a_setting_that_joins_late_gives_a_zero_term_before_it_joins(tiny_prior):
+    loss = StudyLoss(SETTINGS['strength_2_guard_0_late'], prior=tiny_prior, seed=0, crop_size=16, total_iter=10)
+    output, gt = torch.rand(2, 3, 16, 16, requires_grad=True), torch.rand(2, 3, 16, 16)
+    before, after = loss.terms(output, gt, current_iter=3), loss.terms(output, gt, current_iter=4)
+    assert before['l_extra'].item() == 0 and after['l_extra'].item() > 0  # joins at 40% of 10
+    assert isinstance(before['l_extra'], torch.Tensor)  # the run's log reads every term with .item()
+
+
 @pytest.mark.parametrize('name', ['l1+lowpass', 'eps', 'score_difference', 'sd_warmup'])
 def test_calibration_sets_the_gradient_ratio(tiny_prior, name):
     photos = {'p': np.random.default_rng(0).random((80, 90, 3), dtype=np.float32)}
@@ -127,7 +135,7 @@ def test_study_script_runs_and_reports(tmp_path, tiny_prior_folder):
     for values in (*measured['metrics'].values(), *measured['confirmation_metrics'].values()):
         del values['ssim'], values['niqe']
     record_path.write_text(json.dumps(measured))
-    run_study.write_report(argparse.Namespace(output=str(output)))
+    run_study.write_report(argparse.Namespace(output=str(output), doc=None, section=None))
     restored = json.loads(record_path.read_text())
     for key in ('metrics', 'confirmation_metrics'):
         for image_name, values in record[key].items():
@@ -139,16 +147,23 @@ def test_study_script_runs_and_reports(tmp_path, tiny_prior_folder):
     record_path.write_text(json.dumps(stripped))
     (output / 'outputs' / 'sr4' / 'eps_s1' / f'{VALIDATION_PHOTOS[0]}.png').unlink()
     with pytest.raises(SystemExit, match='eps_s1.json lacks .*delete the record'):
-        run_study.write_report(argparse.Namespace(output=str(output)))
+        run_study.write_report(argparse.Namespace(output=str(output), doc=None, section=None))
     record_path.write_text(json.dumps(restored))
     # A run still writing its outputs when the report is written (two study jobs sharing the output folder, seed 1
     # of eps done and seed 0 not): the report reads only finished runs, so no grid from the half-written folder.
     (output / 'runs' / 'sr4' / 'eps_s0.json').unlink()
     for image in (output / 'outputs' / 'sr4' / 'eps_s0').iterdir():
         image.unlink()
-    run_study.write_report(argparse.Namespace(output=str(output)))
+    run_study.write_report(argparse.Namespace(output=str(output), doc=None, section=None))
     report = (output / 'study.md').read_text()
     assert '| eps |' in report and 'grid_sr4_eps.png' not in report
+    # The report also goes into a doc, between its markers, headed by the command, date and machine.
+    doc = tmp_path / 'study_doc.md'
+    doc.write_text('# Study\n\n<!-- study:v5 -->\nold table\n<!-- /study:v5 -->\n\nafter\n')
+    run_study.write_report(argparse.Namespace(output=str(output), doc=str(doc), section='v5'))
+    written = doc.read_text()
+    assert 'old table' not in written and written.endswith('<!-- /study:v5 -->\n\nafter\n')
+    assert 'Written by `python scripts/run_study.py' in written and '#### sr4, tuning split' in written
 
 
 def test_the_default_keeps_psnr_on_every_task_then_has_the_best_niqe_and_colour_error():

@@ -123,7 +123,8 @@ class StudyLoss:
             return F.mse_loss(output, gt)
         if self.kind == 'lowpass':
             return low_pass_l1(output, gt)
-        return sum(self.diffloss.terms(output, gt, current_iter, reference, parameters).values())
+        terms = self.diffloss.terms(output, gt, current_iter, reference, parameters)
+        return sum(terms.values()) if terms else output.new_zeros(())  # none before start_iter
 
     def calibrate(self, batches, task):
         """Set the extra term's weight so that its gradient norm is ``ratio`` times the pixel loss's, averaged over
