@@ -31,10 +31,9 @@ def test_auto_start_joins_after_40_percent_of_the_run_and_says_so(tiny_prior, im
     loss = DiffLoss(prior=tiny_prior, seed=0)
     loss.set_training_length(10)
     assert applied(loss, range(1, 7), images) == [False, False, False, True, True, True]
-    assert 'DiffLoss schedule: start_iter auto: joins at iteration 4 (40% of total_iter 10).' in basicsr_log
+    assert 'DiffLoss schedule: the term joins at iteration 4 (start_iter auto: 40% of total_iter 10).' in basicsr_log
     joins = [message for message in basicsr_log if message.startswith('DiffLoss joins')]
-    assert joins == ['DiffLoss joins the training at iteration 4 (start_iter auto: joins at iteration 4 (40% of '
-                     'total_iter 10)).']
+    assert joins == ['DiffLoss joins the training at iteration 4 (start_iter auto: 40% of total_iter 10).']
     method = next(message for message in basicsr_log if message.startswith('DiffLoss method:'))
     assert 'start_iter auto (40% of train.total_iter) (preset default)' in method
 

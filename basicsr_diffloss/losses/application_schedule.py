@@ -52,13 +52,12 @@ class ApplicationSchedule:
             self.start_iter = round(AUTO_START_SHARE * self.total_iter)
 
     def describe(self):
-        """The start rule in words, for the start-up log."""
+        """Where the start comes from, in words, for the log."""
         if not self.auto:
-            return f'joins at iteration {self.start_iter}'
+            return f'start_iter {self.start_iter}'
         if self.total_iter is None:
-            return 'start_iter auto: joins at once (the run length is unknown)'
-        return (f'start_iter auto: joins at iteration {self.start_iter} ({AUTO_START_SHARE:.0%} of total_iter '
-                f'{self.total_iter})')
+            return 'start_iter auto, the run length unknown'
+        return f'start_iter auto: {AUTO_START_SHARE:.0%} of total_iter {self.total_iter}'
 
     def scale(self, iteration, generator):
         """The factor on the term's weight at ``iteration`` (1-based); 0 means: skip the term this time."""

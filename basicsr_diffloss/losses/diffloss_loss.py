@@ -145,8 +145,8 @@ class DiffLoss(nn.Module):
     guard and log no diffusion term. The iteration comes from the model (``terms(..., current_iter)``); without it
     the loss counts its own calls.
 
-    The back-off (losses/backoff.py), in training: once the term has joined, it watches the pixel loss (the
-    reference above), smoothed over about 50 iterations.
+    The back-off (losses/backoff.py), in training, on the pixel loss (the reference above) smoothed over about 50
+    iterations, once the term has joined:
         backoff_margin (float | false): how much the smoothed pixel loss may rise above its value when the term
             joined, as a share of it, before the term backs off: after ``backoff_patience`` consecutive iterations
             above it the term's weight halves, after as many more the term is off for the rest of the run (each with
@@ -261,7 +261,8 @@ class DiffLoss(nn.Module):
         """The run's length (``train.total_iter``; the model calls this at start-up), which ``start_iter: auto``
         needs."""
         self.schedule.set_training_length(total_iter)
-        get_root_logger().info(f'DiffLoss schedule: {self.schedule.describe()}.')
+        get_root_logger().info(f'DiffLoss schedule: the term joins at iteration {self.schedule.start_iter} '
+                               f'({self.schedule.describe()}).')
 
     def _timestep_range(self, t_range):
         """``t_range`` (None: the whole schedule) as a checked ``(low, high)``."""
