@@ -67,9 +67,9 @@ class ApplicationSchedule:
             self.joined = True
             logger = get_root_logger()
             if self.auto and self.total_iter is None:
-                logger.warning("DiffLoss option 'start_iter': auto joins the term after 40% of the run, but the run's "
-                               'length is unknown (DiffLoss is called outside a BasicSR model), so it joins at once; '
-                               'call set_training_length(total_iter) first, or give start_iter.')
+                logger.warning(f"DiffLoss option 'start_iter': auto joins the term after {AUTO_START_SHARE:.0%} of the "
+                               "run, but the run's length is unknown (DiffLoss is called outside a BasicSR model), so "
+                               'it joins at once; call set_training_length(total_iter) first, or give start_iter.')
             logger.info(f'DiffLoss joins the training at iteration {iteration} ({self.describe()}).')
         if iteration % self.every:
             return 0.0

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..options import OptionError, choice, flag, number, number_or_range, option_error
 from ..priors import EXECUTION_OPTIONS  # how the prior runs is the prior's business: they moved from DiffLoss to it
-from .application_schedule import ApplicationSchedule
+from .application_schedule import AUTO_START_SHARE, ApplicationSchedule
 from .backoff import Backoff
 from .conflict_guard import ConflictGuard
 from .method_presets import PRESETS, resolve_method
@@ -247,7 +247,7 @@ class DiffLoss(nn.Module):
                 rules.append(f'{name} off{source(key)}')
         guard = ('no conflict guard (max_conflict false)' if self.guard is None else
                  f'max_conflict {self.guard.max_conflict:g}{source("max_conflict")}')
-        start = ('start_iter auto (40% of train.total_iter)' if self.schedule.auto else
+        start = (f'start_iter auto ({AUTO_START_SHARE:.0%} of train.total_iter)' if self.schedule.auto else
                  f'start_iter {self.schedule.start_iter}')
         backoff = ('no back-off (backoff_margin false)' if self.backoff is None else
                    f'backoff_margin {self.backoff.margin:g}{source("backoff_margin")}, backoff_patience '
@@ -426,14 +426,14 @@ class DiffLoss(nn.Module):
         iteration = self._calls if current_iter is None else current_iter
         scale = self.schedule.scale(iteration, self._rng())
         live = torch.is_grad_enabled() and pred.requires_grad
-        if live and self.backoff is not None:
-            pixel = reference if reference is not None else F.l1_loss(pred.detach(), target)
-            scale *= self.backoff.observe(pixel, iteration >= self.schedule.start_iter, current_iter)
         measuring = self.strength is not None and self.strength.measuring
         guarding = self.guard is not None and parameters is not None and live
         carry = guarding and bool(given)
         if live and reference is None and (measuring or guarding):
             reference = F.l1_loss(pred, target)
+        if live and self.backoff is not None:
+            pixel = reference if reference is not None else F.l1_loss(pred.detach(), target)
+            scale *= self.backoff.observe(pixel, iteration >= self.schedule.start_iter, current_iter)
         if not scale:  # every rank takes part in the all-reduced measurements, also one that skips the term
             if measuring:
                 self.strength.measure(None, None, pred)
