@@ -12,10 +12,15 @@ which shows a dead channel.
     # one lane per core; each writes <output>/<config>/<setting>.json
     OMP_NUM_THREADS=1 python scripts/low_light_sweep.py --settings l1 default --configs 0 2 4 ... --output DIR &
     python scripts/low_light_sweep.py --report DIR [--before DIR_BEFORE] [--doc docs/study.md]   # the table
+    python scripts/low_light_sweep.py --report DIR --trace 9 [--doc docs/study.md]   # red over training, config 9
 
 ``default`` is DiffLoss with the package's defaults (``prior: default``) and the config's ``crop_size``: whatever
-the checked-out code's default is. A table made with ``--before`` shows the default of another checkout (its records)
-beside this one's, with L1 from the first folder that has it.
+the checked-out code's default is. ``default_at_once`` is the same with the term from the first step and no
+back-off (``start_iter: 0``, ``backoff_margin: false``): the rules of the 2026-12-04 default in this code. A table
+made with ``--before`` shows the default of another checkout (its records) beside this one's, with L1 from the first
+folder that has it. Every run also records the mean red (0-255) of its outputs on a fixed probe batch (16 training
+crops of 64 px, darkened by the config's recipe) every ``TRACE_EVERY`` iterations: ``--trace`` tables it, which shows
+when a dead channel revives.
 """
 import argparse
 import json
@@ -111,7 +116,8 @@ CONFIGS = [
     ('exposure_wb_jpeg', 8, 64, None, 4e-4),
     ('exposure_wb_jpeg', 4, 48, 32, 4e-4),
 ]
-SETTINGS = ('l1', 'default')
+SETTINGS = ('l1', 'default', 'default_at_once')
+TRACE_EVERY = 20  # iterations between two probes of the outputs' red
 
 
 def config_name(index):
@@ -131,7 +137,7 @@ def validation_photos(folders, long_side):
     return out
 
 
-def train_and_evaluate(args, index, setting, train_photos, val_pairs):
+def train_and_evaluate(args, index, setting, train_photos, val_pairs, probe):
     recipe, batch, patch, crop_size, weight_decay = CONFIGS[index]
     torch.manual_seed(args.seed)
     restorer = IAT(in_dim=3, with_global=True, type='lol')
@@ -139,27 +145,30 @@ def train_and_evaluate(args, index, setting, train_photos, val_pairs):
     optimizer = torch.optim.Adam(parameters, lr=args.lr, betas=(0.9, 0.999), weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.iters, eta_min=1e-6)
     criterion = L1Loss()
-    if setting == 'default':
+    if setting != 'l1':
+        at_once = dict(start_iter=0, backoff_margin=False) if setting == 'default_at_once' else {}
         diffloss = DiffLoss(prior=dict(type='DiffusionPrior', pretrained='default'), crop_size=crop_size,
-                            seed=args.seed)
+                            seed=args.seed, **at_once)
         if hasattr(diffloss, 'set_training_length'):  # the code since issue 34 (the model calls it)
             diffloss.set_training_length(args.iters)
         criterion = PixelAndDiffusionLoss(criterion, diffloss, parameters)
     # the study's random patches and flips, darkened by the recipe
     data = training_batches(train_photos, SimpleNamespace(gt_patch=patch, degrade=RECIPES[recipe]), batch, args.seed)
-    log, start = [], time.perf_counter()
+    log, red_trace, start = [], [], time.perf_counter()
     for iteration in range(1, args.iters + 1):
         lq, gt = next(data)
-        if setting == 'default':
+        if setting != 'l1':
             criterion.current_iter = iteration
         loss = criterion(restorer(lq), gt)
-        terms = criterion.pop_terms()[0] if setting == 'default' else {'l_pix': loss}
+        terms = criterion.pop_terms()[0] if setting != 'l1' else {'l_pix': loss}
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
         if iteration % 50 == 0:
             log.append(dict(iter=iteration, **{name: round(value.item(), 5) for name, value in terms.items()}))
+        if iteration % TRACE_EVERY == 0:
+            red_trace.append([iteration, probe_red(restorer, probe[0])])
     seconds = time.perf_counter() - start
     restorer.eval()
     psnr, means = {}, []
@@ -170,7 +179,18 @@ def train_and_evaluate(args, index, setting, train_photos, val_pairs):
             means.append(output.reshape(-1, 3).mean(0))
     return dict(config=config_name(index), setting=setting, iters=args.iters, seed=args.seed, seconds=seconds,
                 psnr=psnr, mean_psnr=float(np.mean(list(psnr.values()))),
-                channel_means_rgb=[round(float(value), 1) for value in np.mean(means, 0)], log=log)
+                channel_means_rgb=[round(float(value), 1) for value in np.mean(means, 0)], log=log,
+                red_trace=red_trace, probe_gt_red=round(255 * probe[1][:, 0].mean().item(), 1))
+
+
+def probe_red(restorer, probe):
+    """The mean red (0-255) of ``restorer``'s outputs on ``probe`` (in eval mode, so its batch norms keep the
+    training batches' statistics)."""
+    restorer.eval()
+    with torch.no_grad():
+        red = 255 * restorer(probe)[:, 0].clamp(0, 1).mean().item()
+    restorer.train()
+    return round(red, 1)
 
 
 def run(args):
@@ -186,11 +206,12 @@ def run(args):
         generator = torch.Generator().manual_seed(1234 + index)  # the same pairs whichever configs a lane runs
         pairs = {name: (recipe(gt, generator), (gt[0].permute(1, 2, 0).numpy() * 255).round())
                  for name, (_, gt) in sorted(val_pairs.items())}
+        probe = next(training_batches(train_photos, SimpleNamespace(gt_patch=64, degrade=recipe), 16, 777 + index))
         for setting in args.settings:
             path = osp.join(args.output, config_name(index), f'{setting}.json')
             if osp.isfile(path):
                 continue
-            record = train_and_evaluate(args, index, setting, train_photos, pairs)
+            record = train_and_evaluate(args, index, setting, train_photos, pairs, probe)
             os.makedirs(osp.dirname(path), exist_ok=True)
             with open(path, 'w') as handle:
                 json.dump(record, handle, indent=1)
@@ -246,6 +267,30 @@ def report(args):
         write_doc_section(args.doc, 'low-light-sweep', markdown)
 
 
+def trace_report(args):
+    """The mean red on the probe batch over training, one column per setting, for config ``args.trace``."""
+    records = {setting: record for (config, setting), record in load(args.report).items()
+               if config == config_name(args.trace) and record.get('red_trace')}
+    if not records:
+        raise SystemExit(f'{args.report}: no run of config {config_name(args.trace)} with a red trace (runs since '
+                         'the trace was added record one).')
+    traces = {setting: dict(record['red_trace']) for setting, record in records.items()}
+    iterations = sorted(set().union(*traces.values()))
+    first = next(iter(records.values()))
+    lines = [f"Written by `python scripts/low_light_sweep.py {' '.join(sys.argv[1:])}` on {time.strftime('%Y-%m-%d')}, "
+             f"from runs on {cpu_kind()}: config `{config_name(args.trace)}`, IAT, {first['iters']} iterations, "
+             f"seed {first['seed']}; the mean red (0-255) of the outputs on 16 training crops of 64 px darkened by "
+             f"the config's recipe, every {TRACE_EVERY} iterations (the ground truth's: "
+             f"{first.get('probe_gt_red', 'not recorded')}).", '',
+             '| iteration | ' + ' | '.join(traces) + ' |', '|---|' + '---|' * len(traces)]
+    lines += [f'| {iteration} | ' + ' | '.join(f'{trace[iteration]:.0f}' if iteration in trace else ''
+                                               for trace in traces.values()) + ' |' for iteration in iterations]
+    markdown = '\n'.join(lines)
+    print(markdown)
+    if args.doc:
+        write_doc_section(args.doc, 'low-light-red-trace', markdown)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--settings', nargs='+', default=list(SETTINGS), choices=SETTINGS)
@@ -263,10 +308,13 @@ def main():
     parser.add_argument('--output', default=osp.join('results', 'low_light_sweep'))
     parser.add_argument('--report', help='print the table of the records in this folder')
     parser.add_argument('--before', help='with --report: the records of another checkout, shown beside')
+    parser.add_argument('--trace', type=int, help="with --report: instead, config TRACE's red over training")
     parser.add_argument('--doc', help="with --report: also write the table into this doc, between its "
-                        "'<!-- low-light-sweep -->' markers")
+                        "'<!-- low-light-sweep -->' markers (with --trace: '<!-- low-light-red-trace -->')")
     args = parser.parse_args()
-    if args.report:
+    if args.report and args.trace is not None:
+        trace_report(args)
+    elif args.report:
         report(args)
     else:
         run(args)

@@ -340,6 +340,22 @@ def _save_setting_grid(args, task, name, seed, split):
     return path
 
 
+def versus_table(runs_by_task, new, old):
+    """Markdown: setting ``new`` against setting ``old`` per task, paired per image over their shared seeds (as
+    against L1), for the tasks where both ran."""
+    lines = [f'| task | ' + ' | '.join(title for _, title, _ in DIFFERENCES) + ' | wins | per seed |',
+             '|---' * (len(DIFFERENCES) + 3) + '|']
+    for task, runs in runs_by_task.items():
+        results = {metric: paired_difference(runs, new, old, metric) for metric, _, _ in DIFFERENCES}
+        psnr = results['psnr']
+        if psnr is None:
+            continue
+        cells = ' | '.join(_difference_cell(results[metric], digits) for metric, _, digits in DIFFERENCES)
+        per_seed = ', '.join(f'{value:+.3f}' for value in psnr['per_seed'])
+        lines.append(f"| {task} | {cells} | {psnr['wins']}/{psnr['images']} | {per_seed} |")
+    return '\n'.join(lines) if len(lines) > 2 else f'No task has runs of both {new} and {old}.'
+
+
 def write_report(args):
     for task in TASKS:
         add_missing_metrics(args.output, task)
@@ -353,6 +369,10 @@ def write_report(args):
             if len(runs_by_task) > 1:  # whether a preset per task would choose otherwise
                 section += '\nEach task alone:\n\n' + ''.join(f'- {task}: {default_choice({task: runs})}\n'
                                                              for task, runs in runs_by_task.items())
+            if args.versus:
+                new, old = args.versus
+                section += (f'\n{new} against {old} (paired per image over the shared seeds; wins: images where '
+                            f'{new} has the higher PSNR):\n\n{versus_table(runs_by_task, new, old)}\n')
             sections.append(section)
     text = '\n'.join(section for section in sections if section)
     path = osp.join(args.output, 'study.md')
@@ -395,6 +415,9 @@ def main():
     parser.add_argument('--log_every', type=int, default=100)
     parser.add_argument('--output', default=osp.join('results', 'study'))
     parser.add_argument('--report_only', action='store_true', help='only write study.md from finished runs')
+    parser.add_argument('--versus', nargs=2, metavar=('NEW', 'OLD'), choices=list(SETTINGS),
+                        help='also compare setting NEW with setting OLD directly, per task and split, paired per '
+                        'image as against L1')
     parser.add_argument('--doc', help="also write the report into this doc (docs/study.md), between its "
                         "'<!-- study:SECTION -->' markers")
     parser.add_argument('--section', help='with --doc: the name in its markers')

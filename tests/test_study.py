@@ -17,6 +17,7 @@ from study.data import VALIDATION_PHOTOS, Task, split_photos, training_batches
 from study.settings import SETTINGS, StudyLoss
 from study.statistics import paired_difference
 from conftest import REPO, smooth_image
+from test_conflict_guard import BackwardCounter, restorer_and_batch
 
 
 def test_paired_difference_averages_seeds_per_image_and_counts_wins():
@@ -31,6 +32,20 @@ def test_paired_difference_averages_seeds_per_image_and_counts_wins():
     niqe = paired_difference(runs, 'x', 'l1', 'niqe')  # image a has a NaN: left out; lower is better
     assert niqe['images'] == 1 and niqe['mean'] == pytest.approx(0.5) and niqe['wins'] == 0
     assert paired_difference(runs, 'y', 'l1', 'psnr_y') is None
+
+
+def test_versus_compares_two_settings_paired_per_image_and_skips_tasks_without_both():
+    def metrics(value):
+        return {metric: value for metric, _, _ in run_study.DIFFERENCES}
+
+    runs = {('new', 0): {'a': metrics(30.5), 'b': metrics(20.0)}, ('old', 0): {'a': metrics(30.0), 'b': metrics(20.5)},
+            ('new', 1): {'a': metrics(31.5), 'b': metrics(21.0)}, ('old', 1): {'a': metrics(31.0), 'b': metrics(21.0)}}
+    table = run_study.versus_table({'sr4': runs, 'dn25': {('new', 0): runs[('new', 0)]}}, 'new', 'old')
+    rows = [line for line in table.splitlines() if line.startswith('| sr4') or line.startswith('| dn25')]
+    # image a: +0.5 on both seeds; image b: -0.5 then 0 -> -0.25; mean +0.125, one win of two
+    assert len(rows) == 1 and rows[0].startswith('| sr4 | +0.125 ± ') and '| 1/2 | +0.000, +0.250 |' in rows[0]
+    assert run_study.versus_table({'dn25': {('new', 0): runs[('new', 0)]}}, 'new', 'old') == \
+        'No task has runs of both new and old.'
 
 
 def test_split_is_fixed_by_name():
@@ -66,6 +81,27 @@ def test_a_setting_that_joins_late_gives_a_zero_term_before_it_joins(tiny_prior)
     before, after = loss.terms(output, gt, current_iter=3), loss.terms(output, gt, current_iter=4)
     assert before['l_extra'].item() == 0 and after['l_extra'].item() > 0  # joins at 40% of 10
     assert isinstance(before['l_extra'], torch.Tensor)  # the run's log reads every term with .item()
+
+
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+def test_a_guarded_setting_differentiates_the_restorer_twice_per_step_as_a_model_does(tiny_prior):
+    """Under the guard the study's step costs what a model's does (two restorer backward passes, not three), with the
+    gradient of the pixel loss plus the projected term."""
+    net, lq, gt = restorer_and_batch()
+    counter, parameters = BackwardCounter(net), list(net.parameters())
+    loss = StudyLoss(SETTINGS['strength_2_guard_0'], prior=tiny_prior, seed=0, crop_size=16)
+    by_hand = DiffLoss(prior=tiny_prior, seed=0, crop_size=16, **SETTINGS['strength_2_guard_0']['diffusion'])
+    for iteration in (1, 2, 3):
+        output = net(lq)
+        counter.count = 0
+        terms = loss.terms(output, gt, iteration, parameters)
+        assert list(terms) == ['l_pix', 'l_extra'] and counter.count == 2
+        mine = torch.autograd.grad(sum(terms.values()), parameters)
+        pixel = torch.nn.functional.l1_loss(output, gt)
+        theirs = torch.autograd.grad(pixel + sum(by_hand.terms(output, gt, iteration, pixel, parameters).values()),
+                                     parameters)
+        for one, other in zip(mine, theirs):
+            assert torch.allclose(one, other, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize('name', ['l1+lowpass', 'eps', 'score_difference', 'sd_warmup'])
@@ -135,7 +171,7 @@ def test_study_script_runs_and_reports(tmp_path, tiny_prior_folder):
     for values in (*measured['metrics'].values(), *measured['confirmation_metrics'].values()):
         del values['ssim'], values['niqe']
     record_path.write_text(json.dumps(measured))
-    run_study.write_report(argparse.Namespace(output=str(output), doc=None, section=None))
+    run_study.write_report(argparse.Namespace(output=str(output), doc=None, section=None, versus=None))
     restored = json.loads(record_path.read_text())
     for key in ('metrics', 'confirmation_metrics'):
         for image_name, values in record[key].items():
@@ -147,20 +183,20 @@ def test_study_script_runs_and_reports(tmp_path, tiny_prior_folder):
     record_path.write_text(json.dumps(stripped))
     (output / 'outputs' / 'sr4' / 'eps_s1' / f'{VALIDATION_PHOTOS[0]}.png').unlink()
     with pytest.raises(SystemExit, match='eps_s1.json lacks .*delete the record'):
-        run_study.write_report(argparse.Namespace(output=str(output), doc=None, section=None))
+        run_study.write_report(argparse.Namespace(output=str(output), doc=None, section=None, versus=None))
     record_path.write_text(json.dumps(restored))
     # A run still writing its outputs when the report is written (two study jobs sharing the output folder, seed 1
     # of eps done and seed 0 not): the report reads only finished runs, so no grid from the half-written folder.
     (output / 'runs' / 'sr4' / 'eps_s0.json').unlink()
     for image in (output / 'outputs' / 'sr4' / 'eps_s0').iterdir():
         image.unlink()
-    run_study.write_report(argparse.Namespace(output=str(output), doc=None, section=None))
+    run_study.write_report(argparse.Namespace(output=str(output), doc=None, section=None, versus=None))
     report = (output / 'study.md').read_text()
     assert '| eps |' in report and 'grid_sr4_eps.png' not in report
     # The report also goes into a doc, between its markers, headed by the command, date and machine.
     doc = tmp_path / 'study_doc.md'
     doc.write_text('# Study\n\n<!-- study:v5 -->\nold table\n<!-- /study:v5 -->\n\nafter\n')
-    run_study.write_report(argparse.Namespace(output=str(output), doc=str(doc), section='v5'))
+    run_study.write_report(argparse.Namespace(output=str(output), doc=str(doc), section='v5', versus=None))
     written = doc.read_text()
     assert 'old table' not in written and written.endswith('<!-- /study:v5 -->\n\nafter\n')
     assert 'Written by `python scripts/run_study.py' in written and '#### sr4, tuning split' in written

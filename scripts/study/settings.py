@@ -149,9 +149,15 @@ class StudyLoss:
     def terms(self, output, gt, current_iter, parameters=None):
         """``{'l_pix': ..., 'l_extra': ...}`` (the extra term weighted), for the sum and the log. ``parameters``: the
         restorer's, where DiffLoss's conflict guard measures (as in a model's training step)."""
-        terms = OrderedDict(l_pix=self.pixel(output, gt))
+        pixel = self.pixel(output, gt)
+        if self.relative:  # weight 1: as a model's step, the pixel loss comes back carrying its gradient
+            terms = self.diffloss.terms(output, gt, current_iter, reference=pixel, parameters=parameters,
+                                        reference_name='l_pix')
+            extra = [value for name, value in terms.items() if name != 'l_pix']
+            return OrderedDict(l_pix=terms['l_pix'], l_extra=sum(extra) if extra else output.new_zeros(()))
+        terms = OrderedDict(l_pix=pixel)
         if self.kind is not None:
-            terms['l_extra'] = self.weight * self._extra(output, gt, current_iter, reference=terms['l_pix'],
+            terms['l_extra'] = self.weight * self._extra(output, gt, current_iter, reference=pixel,
                                                          parameters=parameters)
         return terms
 

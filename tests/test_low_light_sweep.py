@@ -1,0 +1,38 @@
+"""The low-light sweep's red trace: probing the outputs leaves training untouched, and the trace table reads the
+records of one configuration."""
+import json
+import os
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import low_light_sweep
+from basicsr_diffloss.archs.iat_arch import IAT
+
+
+def test_probing_the_red_leaves_the_restorer_as_it_was():
+    torch.manual_seed(0)
+    restorer = IAT(in_dim=3, with_global=True, type='lol')
+    before = {name: value.clone() for name, value in restorer.state_dict().items()}
+    red = low_light_sweep.probe_red(restorer, 0.1 * torch.rand(2, 3, 32, 32))
+    assert 0 <= red <= 255 and restorer.training
+    for name, value in restorer.state_dict().items():  # batch-norm statistics included
+        assert torch.equal(value, before[name]), name
+
+
+def test_the_trace_table_has_a_column_per_setting_of_the_config(tmp_path):
+    config, runs = low_light_sweep.config_name(9), tmp_path / 'runs'
+    os.makedirs(runs / config)
+    for setting, reds in (('l1', [3, 60]), ('default_at_once', [2, 1])):
+        record = dict(config=config, setting=setting, iters=40, seed=0, red_trace=[[20, reds[0]], [40, reds[1]]],
+                      probe_gt_red=128.0)
+        (runs / config / f'{setting}.json').write_text(json.dumps(record))
+    doc = tmp_path / 'doc.md'
+    doc.write_text('<!-- low-light-red-trace -->\n<!-- /low-light-red-trace -->\n')
+    low_light_sweep.trace_report(SimpleNamespace(report=str(runs), trace=9, doc=str(doc)))
+    written = doc.read_text()
+    assert '| iteration | default_at_once | l1 |' in written and '| 40 | 1 | 60 |' in written
+    assert "ground truth's: 128.0" in written
+    with pytest.raises(SystemExit, match='no run of config'):
+        low_light_sweep.trace_report(SimpleNamespace(report=str(runs), trace=0, doc=None))
