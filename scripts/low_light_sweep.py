@@ -312,6 +312,11 @@ def main():
     parser.add_argument('--doc', help="with --report: also write the table into this doc, between its "
                         "'<!-- low-light-sweep -->' markers (with --trace: '<!-- low-light-red-trace -->')")
     args = parser.parse_args()
+    for name in ('before', 'trace', 'doc'):
+        if getattr(args, name) is not None and not args.report:
+            parser.error(f'--{name} reads finished runs: it goes with --report DIR (training writes no table).')
+    if args.before and args.trace is not None:
+        parser.error('--before goes with the sweep table, not with --trace (the trace reads one folder).')
     if args.report and args.trace is not None:
         trace_report(args)
     elif args.report:

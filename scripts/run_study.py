@@ -259,18 +259,9 @@ def task_report(args, task, split):
         lines.append(f"| {name} | {weights} | {','.join(map(str, seeds))} | {ms:.0f} | {means} |")
     lines += ['', f'Paired differences against {BASELINE} (per image, averaged over the shared seeds; ± standard '
               'error over images; wins: images where PSNR improved; per seed: the mean dPSNR of each seed).', '',
-              '| setting | ' + ' | '.join(title for _, title, _ in DIFFERENCES) + ' | wins | per seed |',
-              '|---' * (len(DIFFERENCES) + 3) + '|']
-    for name in names:
-        if name == BASELINE:
-            continue
-        results = {metric: paired_difference(runs, name, BASELINE, metric) for metric, _, _ in DIFFERENCES}
-        psnr = results['psnr']
-        if psnr is None:
-            continue
-        per_seed = ', '.join(f'{value:+.3f}' for value in psnr['per_seed'])
-        cells = ' | '.join(_difference_cell(results[metric], digits) for metric, _, digits in DIFFERENCES)
-        lines.append(f"| {name} | {cells} | {psnr['wins']}/{psnr['images']} | {per_seed} |")
+              *_difference_header('setting')]
+    lines += [row for row in (_difference_row(name, runs, name, BASELINE) for name in names if name != BASELINE)
+              if row]
     lines += ['', f'Lower is better for {", ".join(lower_is_better(METRICS))}. Grids (seed {first["seed"]}, the crops '
               f'where each setting differs most from {BASELINE}):', '']
     for name in names:
@@ -280,6 +271,24 @@ def task_report(args, task, split):
         if grid:
             lines.append(f'- {name}: `{grid}`')
     return '\n'.join(lines) + '\n'
+
+
+def _difference_header(first_column):
+    """The two header lines of a table of ``_difference_row`` rows."""
+    return ['| ' + ' | '.join([first_column, *(title for _, title, _ in DIFFERENCES), 'wins', 'per seed']) + ' |',
+            '|---' * (len(DIFFERENCES) + 3) + '|']
+
+
+def _difference_row(label, runs, setting, against):
+    """The table row ``label`` of ``setting``'s paired differences against ``against`` (each metric of
+    DIFFERENCES, wins, per seed); None where the two have no run in common."""
+    results = {metric: paired_difference(runs, setting, against, metric) for metric, _, _ in DIFFERENCES}
+    psnr = results['psnr']
+    if psnr is None:
+        return None
+    cells = ' | '.join(_difference_cell(results[metric], digits) for metric, _, digits in DIFFERENCES)
+    per_seed = ', '.join(f'{value:+.3f}' for value in psnr['per_seed'])
+    return f"| {label} | {cells} | {psnr['wins']}/{psnr['images']} | {per_seed} |"
 
 
 def _weight_cell(weight):
@@ -343,17 +352,10 @@ def _save_setting_grid(args, task, name, seed, split):
 def versus_table(runs_by_task, new, old):
     """Markdown: setting ``new`` against setting ``old`` per task, paired per image over their shared seeds (as
     against L1), for the tasks where both ran."""
-    lines = [f'| task | ' + ' | '.join(title for _, title, _ in DIFFERENCES) + ' | wins | per seed |',
-             '|---' * (len(DIFFERENCES) + 3) + '|']
-    for task, runs in runs_by_task.items():
-        results = {metric: paired_difference(runs, new, old, metric) for metric, _, _ in DIFFERENCES}
-        psnr = results['psnr']
-        if psnr is None:
-            continue
-        cells = ' | '.join(_difference_cell(results[metric], digits) for metric, _, digits in DIFFERENCES)
-        per_seed = ', '.join(f'{value:+.3f}' for value in psnr['per_seed'])
-        lines.append(f"| {task} | {cells} | {psnr['wins']}/{psnr['images']} | {per_seed} |")
-    return '\n'.join(lines) if len(lines) > 2 else f'No task has runs of both {new} and {old}.'
+    rows = [row for row in (_difference_row(task, runs, new, old) for task, runs in runs_by_task.items()) if row]
+    if not rows:
+        return f'No task has runs of both {new} and {old}.'
+    return '\n'.join([*_difference_header('task'), *rows])
 
 
 def write_report(args):
@@ -424,6 +426,9 @@ def main():
     args = parser.parse_args()
     if bool(args.doc) != bool(args.section):
         parser.error('--doc and --section go together')
+    if args.versus and args.versus[0] == args.versus[1]:
+        parser.error(f'--versus {args.versus[0]} {args.versus[1]}: two different settings, e.g. --versus '
+                     'strength_2_guard_0_late strength_2_guard_0')
     if not args.report_only and not args.photos:
         parser.error('--photos is required: the folder of photos the fixed split names (see scripts/study/data.py).')
     if args.split_prior and not any(SETTINGS[name].get('prior') == 'split' for name in args.settings):

@@ -36,3 +36,16 @@ def test_the_trace_table_has_a_column_per_setting_of_the_config(tmp_path):
     assert "ground truth's: 128.0" in written
     with pytest.raises(SystemExit, match='no run of config'):
         low_light_sweep.trace_report(SimpleNamespace(report=str(runs), trace=0, doc=None))
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--trace', '9'], '--trace reads finished runs'),
+    (['--doc', 'docs/study.md'], '--doc reads finished runs'),
+    (['--report', 'runs', '--trace', '9', '--before', 'old'], '--before goes with the sweep table'),
+])
+def test_report_options_without_a_report_are_refused_before_anything_trains(monkeypatch, capsys, argv, message):
+    monkeypatch.setattr('sys.argv', ['low_light_sweep.py', *argv])
+    monkeypatch.setattr(low_light_sweep, 'run', lambda args: pytest.fail('it trained'))
+    with pytest.raises(SystemExit):
+        low_light_sweep.main()
+    assert message in capsys.readouterr().err

@@ -48,6 +48,13 @@ def test_versus_compares_two_settings_paired_per_image_and_skips_tasks_without_b
         'No task has runs of both new and old.'
 
 
+def test_versus_refuses_a_setting_against_itself(monkeypatch, capsys):
+    monkeypatch.setattr('sys.argv', ['run_study.py', '--report_only', '--versus', 'l1', 'l1'])
+    with pytest.raises(SystemExit):
+        run_study.main()
+    assert '--versus l1 l1: two different settings' in capsys.readouterr().err
+
+
 def test_split_is_fixed_by_name():
     photos = {name: None for name in ('mate_Aqua', 'mate_Dune', 'other', 'another')}
     train, validation = split_photos(photos)
