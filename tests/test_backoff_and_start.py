@@ -38,6 +38,15 @@ def test_auto_start_joins_after_40_percent_of_the_run_and_says_so(tiny_prior, im
     assert 'start_iter auto (40% of train.total_iter) (preset default)' in method
 
 
+def test_a_run_resumed_after_the_join_says_the_term_is_on_instead_of_joining_again(tiny_prior, images, basicsr_log):
+    loss = DiffLoss(prior=tiny_prior, seed=0)
+    loss.set_training_length(10)
+    assert applied(loss, (7, 8), images) == [True, True]  # resumed at 7, after the join at 4
+    assert [message for message in basicsr_log if message.startswith('DiffLoss is on') or 'joins the training' in
+            message] == ['DiffLoss is on since iteration 4 (start_iter auto: 40% of total_iter 10); training goes on '
+                         'at iteration 7.']
+
+
 def test_a_given_start_iter_wins_and_paper_starts_at_once(tiny_prior, images):
     loss = DiffLoss(prior=tiny_prior, start_iter=2, seed=0)
     loss.set_training_length(10)
