@@ -242,15 +242,16 @@ def report(args):
                 f"{record['mean_psnr']:.2f}"), f'{red:.0f}'
 
     header = '| config | L1 PSNR | red (L1) |'
-    columns = [('before', before)] if before else []
-    columns.append(('default' if not before else 'after', after))
-    header += ''.join(f' {name} PSNR (vs L1) | red ({name}) |' for name, _ in columns)
+    columns = [('before', before, 'default')] if before else []  # (column name, records, setting)
+    columns += [(setting if not before or setting != 'default' else 'after', after, setting)
+                for setting in SETTINGS[1:] if any(key[1] == setting for key in after)]
+    header += ''.join(f' {name} PSNR (vs L1) | red ({name}) |' for name, _, _ in columns)
     lines = [header, '|' + '---|' * (3 + 2 * len(columns))]
     for config in configs:
         l1 = after.get((config, 'l1')) or before.get((config, 'l1'))
         row = f"| {config} | {l1['mean_psnr']:.2f} | {l1['channel_means_rgb'][0]:.0f} |" if l1 else f'| {config} | | |'
-        for _, records in columns:
-            psnr, red = cell(records.get((config, 'default')), l1)
+        for _, records, setting in columns:
+            psnr, red = cell(records.get((config, setting)), l1)
             row += f' {psnr} | {red} |'
         lines.append(row)
     first = next(iter(after.values()))
@@ -264,7 +265,7 @@ def report(args):
     markdown = '\n'.join(header + lines)
     print(markdown)
     if args.doc:
-        write_doc_section(args.doc, 'low-light-sweep', markdown)
+        write_doc_section(args.doc, args.section or 'low-light-sweep', markdown)
 
 
 def trace_report(args):
@@ -288,7 +289,7 @@ def trace_report(args):
     markdown = '\n'.join(lines)
     print(markdown)
     if args.doc:
-        write_doc_section(args.doc, 'low-light-red-trace', markdown)
+        write_doc_section(args.doc, args.section or 'low-light-red-trace', markdown)
 
 
 def main():
@@ -311,7 +312,10 @@ def main():
     parser.add_argument('--trace', type=int, help="with --report: instead, config TRACE's red over training")
     parser.add_argument('--doc', help="with --report: also write the table into this doc, between its "
                         "'<!-- low-light-sweep -->' markers (with --trace: '<!-- low-light-red-trace -->')")
+    parser.add_argument('--section', help="with --doc: the markers' name instead (e.g. low-light-sweep-1500)")
     args = parser.parse_args()
+    if args.section and not args.doc:
+        parser.error('--section names where --doc writes: it goes with --doc FILE.')
     for name in ('before', 'trace', 'doc'):
         if getattr(args, name) is not None and not args.report:
             parser.error(f'--{name} reads finished runs: it goes with --report DIR (training writes no table).')

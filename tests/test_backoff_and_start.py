@@ -145,6 +145,71 @@ def test_the_backoff_rescues_training_from_a_hostile_term(tiny_prior, basicsr_lo
     assert watched.backoff.steps == 2 and rescued < 1.5 * l1
 
 
+class DeadRedToy(nn.Module):
+    """Brightens a dark image by a shared ``gain``; red passes a threshold, ``relu(gain * red - 3 * q)``, so it is dead
+    (0, no gradient) at the start, and the pixel loss revives it by raising ``gain`` until red crosses the threshold,
+    then lowering ``q``. ``q`` also adds a faint copy of red's texture (zero mean per image) to green: the one path by
+    which anything reaches ``q`` while red is dead."""
+
+    def __init__(self):
+        super().__init__()
+        self.gain, self.q = nn.Parameter(torch.tensor(1.0)), nn.Parameter(torch.tensor(0.1))
+
+    def forward(self, lq):
+        red, green, blue = lq.unbind(1)
+        texture = red - red.mean((-2, -1), keepdim=True)
+        return torch.stack([F.relu(self.gain * red - 3 * self.q), self.gain * green + 0.1 * self.q * texture,
+                            self.gain * blue], 1)
+
+
+def red_reading_prior(prior):
+    """``prior`` whose noise prediction reads red into green (``eps_G = x_G + 2 x_R``), as a UNet mixes channels:
+    while red is dead, the score difference calls green wrong in the pattern of red's texture, and pulls ``q`` up."""
+    mix = torch.eye(3)
+    mix[1, 0] = 2.0
+    prior.forward = lambda x, t, features_only=False: (torch.einsum('ij,bjhw->bihw', mix, x), x)
+    return prior
+
+
+def red_after_training(loss, steps=150, seed=0):
+    """The mean red of the toy's outputs after ``steps`` Adam steps (lr 1e-2) of L1 plus ``loss`` (None: L1 alone),
+    on smooth random photos in [0.2, 1] darkened 4x; the ground truth's red is about 0.6."""
+    torch.manual_seed(seed)
+    net = DeadRedToy()
+    parameters = list(net.parameters())
+    optimizer = torch.optim.Adam(parameters, lr=1e-2)
+    generator = torch.Generator().manual_seed(seed + 1)
+    for iteration in range(1, steps + 1):
+        coarse = torch.rand(4, 3, 4, 4, generator=generator)
+        gt = 0.2 + 0.8 * F.interpolate(coarse, size=16, mode='bicubic', align_corners=False).clamp(0, 1)
+        output = net(gt / 4)
+        pixel = F.l1_loss(output, gt)
+        terms = {'l_pix': pixel} if loss is None else loss.terms(output, gt, iteration, reference=pixel,
+                                                                  parameters=parameters, reference_name='l_pix')
+        optimizer.zero_grad()
+        sum(terms.values()).backward()
+        optimizer.step()
+    return output[:, 0].mean().item()
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_a_dead_channel_that_l1_revives_revives_under_the_default(tiny_prior, seed):
+    """The low-light collapse in small (docs/study.md, "When the red channel dies"): with the term on from the first
+    step (the 2026-12-04 rules: start_iter 0, no back-off; guarded), it raises ``q`` while red is dead, since the pixel
+    loss does not reach ``q`` then and the guard holds only weights the pixel loss pulls, and red stays dead. L1 alone
+    revives red by iteration 40; the default joins at 60 (40% of 150) and red stays revived."""
+    prior = red_reading_prior(tiny_prior)
+    at_once = DiffLoss(prior=prior, start_iter=0, backoff_margin=False, seed=0)
+    default = DiffLoss(prior=prior, seed=0)
+    for loss in (at_once, default):
+        loss.set_training_length(150)
+    alone, dead, revived = (red_after_training(loss, seed=seed) for loss in (None, at_once, default))
+    print(f'seed {seed}, mean red after 150 steps (GT about 0.6): L1 alone {alone:.3f}, the term from the first step '
+          f'{dead:.3f}, the default {revived:.3f}')
+    assert alone > 0.5 and dead < 0.05
+    assert revived > 0.5
+
+
 def test_a_run_under_auto_start_and_backoff_resumes_exactly(tiny_prior):
     """Stopped at iteration 5 of 10 (after the join at 4, the strength still measuring) and resumed from the
     training state into a fresh loss, the terms and weights equal an uninterrupted run's."""

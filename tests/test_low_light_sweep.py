@@ -30,15 +30,33 @@ def test_the_trace_table_has_a_column_per_setting_of_the_config(tmp_path):
         (runs / config / f'{setting}.json').write_text(json.dumps(record))
     doc = tmp_path / 'doc.md'
     doc.write_text('<!-- low-light-red-trace -->\n<!-- /low-light-red-trace -->\n')
-    low_light_sweep.trace_report(SimpleNamespace(report=str(runs), trace=9, doc=str(doc)))
+    low_light_sweep.trace_report(SimpleNamespace(report=str(runs), trace=9, doc=str(doc), section=None))
     written = doc.read_text()
     assert '| iteration | default_at_once | l1 |' in written and '| 40 | 1 | 60 |' in written
     assert "ground truth's: 128.0" in written
     with pytest.raises(SystemExit, match='no run of config'):
-        low_light_sweep.trace_report(SimpleNamespace(report=str(runs), trace=0, doc=None))
+        low_light_sweep.trace_report(SimpleNamespace(report=str(runs), trace=0, doc=None, section=None))
+
+
+def test_the_sweep_table_has_a_column_per_setting_run_and_writes_the_section_named(tmp_path):
+    config, runs = low_light_sweep.config_name(9), tmp_path / 'runs'
+    os.makedirs(runs / config)
+    for setting, psnr, red in (('l1', 17.0, 120), ('default', 17.5, 125), ('default_at_once', 9.0, 1)):
+        record = dict(config=config, setting=setting, iters=1500, seed=0, mean_psnr=psnr,
+                      channel_means_rgb=[red, 100, 100])
+        (runs / config / f'{setting}.json').write_text(json.dumps(record))
+    doc = tmp_path / 'doc.md'
+    doc.write_text('<!-- low-light-sweep -->\nkept\n<!-- /low-light-sweep -->\n<!-- long -->\n<!-- /long -->\n')
+    low_light_sweep.report(SimpleNamespace(report=str(runs), before=None, doc=str(doc), section='long'))
+    written = doc.read_text()
+    assert 'kept' in written and '1500 iterations' in written
+    assert ('| config | L1 PSNR | red (L1) | default PSNR (vs L1) | red (default) | default_at_once PSNR (vs L1) | '
+            'red (default_at_once) |') in written
+    assert f'| {config} | 17.00 | 120 | 17.50 (+0.50) | 125 | 9.00 (-8.00) | 1 |' in written
 
 
 @pytest.mark.parametrize('argv, message', [
+    (['--report', 'runs', '--section', 'long'], '--section names where --doc writes'),
     (['--trace', '9'], '--trace reads finished runs'),
     (['--doc', 'docs/study.md'], '--doc reads finished runs'),
     (['--report', 'runs', '--trace', '9', '--before', 'old'], '--before goes with the sweep table'),
