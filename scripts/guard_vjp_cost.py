@@ -7,11 +7,14 @@ The guard needs the two gradients on the restorer's weights apart (it compares t
 backward pass of their sum can replace the two; the batched call is the one way left to share the work. In the same
 sweeps it times whole training steps of L1 + DiffLoss (the benchmark's, ``--prior``), guarded and unguarded: their
 difference less one backward pass is what the guard costs beyond its extra pass (its vector arithmetic, handing the
-gradient on). Reported: ms of each (median of ``--repeats`` round-robin sweeps) and the ratios to one pass.
+gradient on, and on a CPU the page faults of the memory it allocates afresh). Reported: ms of each (median of
+``--repeats`` round-robin sweeps) and the ratios to one pass. glibc's allocator settings (``MALLOC_*`` variables,
+named in the table's header when set) change the last.
 
     python scripts/guard_vjp_cost.py --doc docs/performance.md --section guard-vjp
 """
 import argparse
+import os
 import shlex
 import statistics
 import sys
@@ -80,7 +83,9 @@ def main():
                     f"{ms['default']:.1f} ({ms['default'] / ms['default+no_guard']:.2f}x) | {guard:.1f} "
                     f"({guard / ms['one']:.2f}x) |")
         print(rows[-1], flush=True)
-    command = 'python ' + ' '.join(shlex.quote(arg) for arg in sys.argv)
+    allocator = [f'{name}={value}' for name, value in sorted(os.environ.items())
+                 if name.startswith('MALLOC_') or name == 'GLIBC_TUNABLES']  # they change what an allocation costs
+    command = ' '.join(allocator + ['python'] + [shlex.quote(arg) for arg in sys.argv])
     table = '\n'.join([
         f'Command: `{command}` ({time.strftime("%Y-%m-%d")}); {cpu_kind()}, {torch.get_num_threads()} threads; '
         f'torch {torch.__version__}; GT {args.gt_size}, batch {args.batch}, median of {args.repeats} sweeps; '
