@@ -177,7 +177,8 @@ def train_and_evaluate(args, index, setting, train_photos, val_pairs, probe):
             output = (restorer(lq)[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255).round()
             psnr[name] = calculate_psnr(output, gt, 0)
             means.append(output.reshape(-1, 3).mean(0))
-    return dict(config=config_name(index), setting=setting, iters=args.iters, seed=args.seed, seconds=seconds,
+    return dict(config=config_name(index), setting=setting, iters=args.iters, seed=args.seed, lr=args.lr,
+                seconds=seconds,
                 psnr=psnr, mean_psnr=float(np.mean(list(psnr.values()))),
                 channel_means_rgb=[round(float(value), 1) for value in np.mean(means, 0)], log=log,
                 red_trace=red_trace, probe_gt_red=round(255 * probe[1][:, 0].mean().item(), 1))
@@ -229,9 +230,20 @@ def load(folder):
     return records
 
 
+def run_settings(records):
+    """The (iterations, seed, learning rate) of ``records``; refuses records made with different ones, which one table
+    must not compare."""
+    made = {(record['iters'], record['seed'], record.get('lr', 'not recorded')) for record in records}
+    if len(made) > 1:
+        raise SystemExit('low_light_sweep --report: the records were made with different (iterations, seed, lr): '
+                         f'{sorted(made, key=str)}; report each run in its own --output folder.')
+    return made.pop()
+
+
 def report(args):
     after = load(args.report)
     before = load(args.before) if args.before else {}
+    iters, seed, lr = run_settings([*after.values(), *before.values()])
     configs = sorted({config for config, _ in after} | {config for config, _ in before})
 
     def cell(record, l1):
@@ -254,11 +266,11 @@ def report(args):
             psnr, red = cell(records.get((config, setting)), l1)
             row += f' {psnr} | {red} |'
         lines.append(row)
-    first = next(iter(after.values()))
     recipes = '; '.join(f'`{name}`: {recipe}' for name, recipe in RECIPES.items())
     header = [f"Written by `python scripts/low_light_sweep.py {' '.join(sys.argv[1:])}` on {time.strftime('%Y-%m-%d')}, "
-              f"from runs on {cpu_kind()}: IAT, {first['iters']} iterations, seed {first['seed']}, "
-              'Adam lr 2e-4 (cosine to 1e-6), validated on photos of other sources (long side 512); PSNR (RGB, '
+              f"from runs on {cpu_kind()}: IAT, {iters} iterations, seed {seed}, "
+              f'Adam lr {lr if isinstance(lr, str) else np.format_float_scientific(lr, trim="-", exp_digits=1)} '
+              '(cosine to 1e-6), validated on photos of other sources (long side 512); PSNR (RGB, '
               '8-bit) of L1 alone and of L1 + DiffLoss, and the mean red of the outputs (0-255). Recipes (each then '
               'Poisson-Gaussian noise and 8-bit): '
               f'{recipes}.', '']
@@ -275,6 +287,7 @@ def trace_report(args):
     if not records:
         raise SystemExit(f'{args.report}: no run of config {config_name(args.trace)} with a red trace (runs since '
                          'the trace was added record one).')
+    run_settings(records.values())
     traces = {setting: dict(record['red_trace']) for setting, record in records.items()}
     iterations = sorted(set().union(*traces.values()))
     first = next(iter(records.values()))

@@ -149,7 +149,8 @@ class DeadRedToy(nn.Module):
     """Brightens a dark image by a shared ``gain``; red passes a threshold, ``relu(gain * red - 3 * q)``, so it is dead
     (0, no gradient) at the start, and the pixel loss revives it by raising ``gain`` until red crosses the threshold,
     then lowering ``q``. ``q`` also adds a faint copy of red's texture (zero mean per image) to green: the one path by
-    which anything reaches ``q`` while red is dead."""
+    which anything reaches ``q`` while red is dead, and not the pixel loss (green is below the GT everywhere then, so
+    L1's gradient through a zero-mean texture cancels)."""
 
     def __init__(self):
         super().__init__()

@@ -42,17 +42,29 @@ def test_the_sweep_table_has_a_column_per_setting_run_and_writes_the_section_nam
     config, runs = low_light_sweep.config_name(9), tmp_path / 'runs'
     os.makedirs(runs / config)
     for setting, psnr, red in (('l1', 17.0, 120), ('default', 17.5, 125), ('default_at_once', 9.0, 1)):
-        record = dict(config=config, setting=setting, iters=1500, seed=0, mean_psnr=psnr,
+        record = dict(config=config, setting=setting, iters=1500, seed=0, lr=2e-4, mean_psnr=psnr,
                       channel_means_rgb=[red, 100, 100])
         (runs / config / f'{setting}.json').write_text(json.dumps(record))
     doc = tmp_path / 'doc.md'
     doc.write_text('<!-- low-light-sweep -->\nkept\n<!-- /low-light-sweep -->\n<!-- long -->\n<!-- /long -->\n')
     low_light_sweep.report(SimpleNamespace(report=str(runs), before=None, doc=str(doc), section='long'))
     written = doc.read_text()
-    assert 'kept' in written and '1500 iterations' in written
+    assert 'kept' in written and '1500 iterations' in written and 'Adam lr 2e-4' in written
     assert ('| config | L1 PSNR | red (L1) | default PSNR (vs L1) | red (default) | default_at_once PSNR (vs L1) | '
             'red (default_at_once) |') in written
     assert f'| {config} | 17.00 | 120 | 17.50 (+0.50) | 125 | 9.00 (-8.00) | 1 |' in written
+
+
+def test_records_of_different_runs_are_not_tabled_together(tmp_path):
+    runs = tmp_path / 'runs'
+    for index, (setting, iters) in enumerate((('l1', 400), ('default', 1500))):
+        folder = runs / low_light_sweep.config_name(index)
+        os.makedirs(folder)
+        record = dict(config=folder.name, setting=setting, iters=iters, seed=0, lr=2e-4, mean_psnr=15.0,
+                      channel_means_rgb=[100, 100, 100])
+        (folder / f'{setting}.json').write_text(json.dumps(record))
+    with pytest.raises(SystemExit, match=r'different \(iterations, seed, lr\).*\(400, 0, 0.0002\)'):
+        low_light_sweep.report(SimpleNamespace(report=str(runs), before=None, doc=None, section=None))
 
 
 @pytest.mark.parametrize('argv, message', [
