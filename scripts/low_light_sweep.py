@@ -287,13 +287,13 @@ def trace_report(args):
     if not records:
         raise SystemExit(f'{args.report}: no run of config {config_name(args.trace)} with a red trace (runs since '
                          'the trace was added record one).')
-    run_settings(records.values())
+    iters, seed, _ = run_settings(records.values())
     traces = {setting: dict(record['red_trace']) for setting, record in records.items()}
     iterations = sorted(set().union(*traces.values()))
     first = next(iter(records.values()))
     lines = [f"Written by `python scripts/low_light_sweep.py {' '.join(sys.argv[1:])}` on {time.strftime('%Y-%m-%d')}, "
-             f"from runs on {cpu_kind()}: config `{config_name(args.trace)}`, IAT, {first['iters']} iterations, "
-             f"seed {first['seed']}; the mean red (0-255) of the outputs on 16 training crops of 64 px darkened by "
+             f"from runs on {cpu_kind()}: config `{config_name(args.trace)}`, IAT, {iters} iterations, "
+             f"seed {seed}; the mean red (0-255) of the outputs on 16 training crops of 64 px darkened by "
              f"the config's recipe, every {TRACE_EVERY} iterations (the ground truth's: "
              f"{first.get('probe_gt_red', 'not recorded')}).", '',
              '| iteration | ' + ' | '.join(traces) + ' |', '|---|' + '---|' * len(traces)]

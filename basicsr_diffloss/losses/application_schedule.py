@@ -70,8 +70,9 @@ class ApplicationSchedule:
                 logger.warning(f"DiffLoss option 'start_iter': auto joins the term after {AUTO_START_SHARE:.0%} of the "
                                "run, but the run's length is unknown (DiffLoss is called outside a BasicSR model), so "
                                'it joins at once; call set_training_length(total_iter) first, or give start_iter.')
-            if iteration > max(self.start_iter, 1):  # a resumed run: the term joined before the stop
-                logger.info(f'DiffLoss is on since iteration {max(self.start_iter, 1)} ({self.describe()}); '
+            joined = max(self.start_iter, 1)  # iterations count from 1
+            if iteration > joined:  # a resumed run: the term joined before the stop
+                logger.info(f'DiffLoss is on since iteration {joined} ({self.describe()}); '
                             f'training goes on at iteration {iteration}.')
             else:
                 logger.info(f'DiffLoss joins the training at iteration {iteration} ({self.describe()}).')
